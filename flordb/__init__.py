@@ -1,0 +1,134 @@
+"""flordb: an embedded hindsight-logging database for machine learning.
+
+    import flordb as flor
+
+    lr = flor.arg("lr", 0.01)
+    for epoch in flor.loop("epoch", range(10)):
+        for step in flor.loop("step", batches):
+            flor.log("loss", loss)
+    flor.dataframe("lr", "loss")
+
+Records go to SQLite under ``.flor/`` at the project root; no schema, no server. Importing this
+module is cheap: pandas, git and libcst are imported only when a call needs them.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
+
+from flordb import kwargs as _kwargs
+from flordb.runtime import CHUNK as _CHUNK
+from flordb.runtime import RUNTIME as _rt
+
+if TYPE_CHECKING:
+    import pandas
+
+__all__ = ["log", "arg", "loop", "checkpointing", "commit", "dataframe", "query"]
+__version__ = "0.1.0"
+
+T = TypeVar("T")
+
+if sys.argv and sys.argv[0] not in ("", "-c") and _kwargs.FLAG in sys.argv:
+    # Taken out now, at import, so the script's own argparse never sees them.
+    _rt.kwargs.update(_kwargs.extract(sys.argv))
+
+
+def log(name: str, value: T) -> T:
+    """Record ``value`` under ``name`` in the current run and loop context; return ``value``.
+
+    Floats and 64-bit ints are appended to in-memory columns and written in batches; every
+    other value is stored with its type (see :mod:`flordb.values`).
+    """
+    fr = _rt.frame
+    t = type(value)
+    if t is float:
+        s = fr.floats.get(name)
+        if s is not None:
+            v = s.vals
+            v.append(value)
+            s.iters.append(fr.i)
+            if len(v) >= _CHUNK:
+                _rt.seal(fr, s)
+            return value
+    elif t is int:
+        s = fr.ints.get(name)
+        if s is not None:
+            try:
+                s.vals.append(value)
+            except OverflowError:
+                return _rt.log_slow(name, value)
+            s.iters.append(fr.i)
+            if len(s.vals) >= _CHUNK:
+                _rt.seal(fr, s)
+            return value
+    return _rt.log_slow(name, value)
+
+
+def arg(name: str, default: Any = None) -> Any:
+    """A run parameter: the replayed run's value, else ``--kwargs name=value``, else ``default``.
+
+    The command-line value is cast to the type of ``default`` (bool, int, float, str; with
+    ``None`` the type is inferred); a value that cannot be cast raises
+    :class:`flordb.kwargs.ArgCastError`. The value is recorded as a top-level parameter.
+    """
+    return _rt.arg(name, default)
+
+
+def loop(name: str, iterable: Iterable[T]) -> Iterator[T]:
+    """Iterate ``iterable`` unchanged while tracking the loop context ``name``.
+
+    Each iteration's index (and element, when it is a scalar) becomes the ``<name>`` and
+    ``<name>_value`` columns of :func:`dataframe`. Outermost loop boundaries are where buffered
+    values are flushed. ``break``, exceptions and nesting keep the context right.
+    """
+    return _rt.loop(name, iterable)
+
+
+@contextmanager
+def checkpointing(**objects: Any) -> Iterator[None]:
+    """Enroll ``objects`` (torch modules/optimizers, arrays, frames, picklables) for checkpoints.
+
+    Checkpoints are taken at outermost-loop iteration boundaries while the block is active.
+    """
+    _rt.enroll(objects)
+    try:
+        yield
+    finally:
+        _rt.unenroll(objects)
+
+
+def commit() -> None:
+    """End the current run durably now; later calls record into a new run.
+
+    Runs end by themselves at exit (``failed`` after an uncaught exception); call this in
+    long-lived processes (a web app's save action) to mark each unit of work.
+    """
+    _rt.commit()
+
+
+def dataframe(*names: str) -> "pandas.DataFrame":
+    """Logged values as a DataFrame: one row per run and loop context where a name was logged.
+
+    Columns: ``projid, tstamp, filename``, then ``<loop>, <loop>_value`` per loop (outermost
+    first; ``<loop>`` counts iterations from 1), then ``names`` in order. Top-level values
+    (``flor.arg`` and logs outside loops) fill every row of their run. With no names: one row
+    per run with its top-level values.
+    """
+    from flordb.store import frames
+
+    _rt.flush()
+    return frames.dataframe(_rt.project_root(), names)
+
+
+def query(sql: str, params: Iterable[Any] = ()) -> "pandas.DataFrame":
+    """Run read-only ``sql`` over the store and return the result as a DataFrame.
+
+    Tables: ``runs``, ``loops``, ``loop_values``, ``records``, ``series``; the view ``logs``
+    has every logged value, one row each. See ``docs/store.md``.
+    """
+    from flordb.store import sql as _sql
+
+    _rt.flush()
+    return _sql.query(_rt.project_root(), sql, tuple(params))

@@ -1,0 +1,138 @@
+"""The ``flordb`` command line: read the store from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+from typing import Sequence
+
+EPILOG = """examples:
+  flordb dataframe lr loss           one row per run and loop context
+  flordb dataframe loss --csv > loss.csv
+  flordb query "SELECT name, COUNT(*) FROM logs GROUP BY name"
+  flordb runs                        the runs of this project, newest last
+  flordb stat                        what the store holds
+"""
+
+
+class UsageError(Exception):
+    """Bad input from the command line: reported in one line, exit status 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="flordb", description="Query the flordb store of the project in this directory.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    df = sub.add_parser("dataframe", help="logged values as a table",
+                        description="Logged values: one row per run and loop context.")
+    df.add_argument("names", nargs="*", metavar="NAME",
+                    help="logged names (none: one row per run with its top-level values)")
+    fmt = df.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true", help="print CSV")
+    fmt.add_argument("--json", action="store_true", help="print JSON records, one per line")
+    q = sub.add_parser("query", help="read-only SQL over the store",
+                       description="Run read-only SQL (tables runs, loops, records, series; "
+                                   "view logs).")
+    q.add_argument("sql")
+    q.add_argument("--csv", action="store_true", help="print CSV")
+    sub.add_parser("runs", help="the runs of this project")
+    sub.add_parser("stat", help="counts and sizes of the store")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``flordb`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except UsageError as exc:
+        print(f"flordb: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"flordb: error: {exc}", file=sys.stderr)
+        return 2
+    except (sqlite3.Error, ValueError, TypeError) as exc:
+        print(f"flordb: error: {_first_line(exc)}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+def _run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    import flordb
+
+    if args.command == "dataframe":
+        if args.names:
+            _check_names(args.names)
+        frame = flordb.dataframe(*args.names)
+        _print(frame, csv=args.csv, json=args.json)
+    elif args.command == "query":
+        try:
+            frame = flordb.query(args.sql)
+        except pd.errors.DatabaseError as exc:
+            raise UsageError(_first_line(exc)) from None
+        _print(frame, csv=args.csv)
+    elif args.command == "runs":
+        _print(flordb.query(
+            "SELECT run_id, tstamp, filename, status, ROUND(COALESCE(ended, started) - started, 3)"
+            " AS seconds, n_values, substr(snapshot, 1, 10) AS snapshot, git_dirty AS dirty"
+            " FROM runs ORDER BY run_id"))
+    elif args.command == "stat":
+        _stat()
+    return 0
+
+
+def _check_names(names: list[str]) -> None:
+    import flordb
+
+    known = set(flordb.query(
+        "SELECT DISTINCT name FROM records UNION SELECT DISTINCT name FROM series")["name"])
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(f"no values logged under {', '.join(map(repr, unknown))}"
+                         f" (known: {', '.join(sorted(known)[:20]) or 'none'})")
+
+
+def _stat() -> None:
+    import flordb
+    from flordb.store.db import DB_FILENAME, store_dir
+
+    root = flordb.runtime.RUNTIME.project_root()
+    path = store_dir(root) / DB_FILENAME
+    counts = flordb.query(
+        "SELECT (SELECT COUNT(*) FROM runs) AS runs,"
+        " (SELECT COUNT(*) FROM runs WHERE status = 'running') AS running,"
+        " (SELECT COUNT(DISTINCT name) FROM (SELECT name FROM records UNION SELECT name FROM"
+        " series)) AS names,"
+        " (SELECT COALESCE(SUM(n_values), 0) FROM runs) AS 'values'").iloc[0]
+    size = sum(p.stat().st_size for p in path.parent.glob(DB_FILENAME + "*"))
+    print(f"store:   {path}")
+    print(f"project: {root}")
+    for key, value in counts.items():
+        print(f"{key + ':':<8} {int(value):,}")
+    print(f"size:    {size / 2**20:.1f} MB")
+
+
+def _print(frame, csv: bool = False, json: bool = False) -> None:  # type: ignore[no-untyped-def]
+    if csv:
+        frame.to_csv(sys.stdout, index=False)
+    elif json:
+        frame.to_json(sys.stdout, orient="records", lines=True)
+        sys.stdout.write("\n") if len(frame) else None
+    elif frame.empty:
+        print("(no rows)")
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.max_rows", 200, "display.width", 200,
+                               "display.max_columns", 50):
+            print(frame.to_string(index=False))

@@ -1,0 +1,82 @@
+"""``--kwargs name=value ...`` on the command line: taken out of ``sys.argv``, cast on read."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+FLAG = "--kwargs"
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"0", "false", "f", "no", "n", "off"}
+
+
+class ArgCastError(ValueError):
+    """A ``--kwargs`` value that cannot be cast to the type of its default."""
+
+
+def extract(argv: list[str]) -> dict[str, str]:
+    """Remove ``--kwargs a=1 b=x`` from ``argv`` in place and return ``{"a": "1", "b": "x"}``.
+
+    The pairs run from the flag to the first token that is not ``name=value``; every other
+    argument stays for the script's own parser. The flag may appear more than once.
+    """
+    found: dict[str, str] = {}
+    i = 1
+    while i < len(argv):
+        if argv[i] != FLAG:
+            i += 1
+            continue
+        j = i + 1
+        while j < len(argv) and "=" in argv[j] and not argv[j].startswith("-"):
+            name, _, text = argv[j].partition("=")
+            if not name.isidentifier():
+                raise ArgCastError(f"{FLAG} {argv[j]!r}: {name!r} is not a valid name")
+            found[name] = text
+            j += 1
+        del argv[i:j]
+    return found
+
+
+def cast(name: str, text: str, default: Any) -> Any:
+    """``text`` as the type of ``default`` (bool, int, float, str, None, or a literal)."""
+    kind = type(default)
+    try:
+        if kind is bool:
+            low = text.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError("expected one of true/false/1/0/yes/no/on/off")
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if kind is str:
+            return text
+        if default is None:
+            return _infer(text)
+        value = ast.literal_eval(text)
+        if not isinstance(value, kind):
+            raise ValueError(f"got a {type(value).__name__}")
+        return value
+    except (ValueError, SyntaxError) as exc:
+        raise ArgCastError(
+            f"{FLAG} {name}={text!r}: cannot cast to {kind.__name__} "
+            f"(the type of the default of flor.arg({name!r}, {default!r})): {exc}"
+        ) from None
+
+
+def _infer(text: str) -> Any:
+    """With no default to go by: int, then float, then None/bool words, else the string."""
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    low = text.lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    return text

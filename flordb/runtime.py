@@ -1,0 +1,454 @@
+"""The runtime: the one object that holds a recording process's state.
+
+A process records at most one run at a time. The run starts lazily at the first ``log``,
+``arg``, ``loop`` or ``checkpointing`` and ends at ``commit`` or at exit; reads start none.
+
+Loop context is a chain of :class:`Frame` objects, one per active ``flor.loop`` entry (a *loop
+instance*), under a top frame for the run's top level. Hot numeric values go to per-frame,
+per-name typed arrays (:class:`Series`); a full array is *sealed* into a chunk of the pending
+:class:`~flordb.store.writer.Batch`, and the batch is written in one transaction when the
+flush timer has fired at a loop boundary, when too many values are pending, when an outer loop
+ends, at ``commit`` and at exit. Memory therefore stays flat in the number of values logged.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import signal
+import struct
+import sys
+import threading
+from array import array
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from flordb import values as _values
+from flordb.store.writer import Batch
+
+#: Values per sealed chunk of one series.
+CHUNK = 1 << 16
+#: Pending sealed values that force a flush, whatever the timer says.
+FLUSH_VALUES = 1 << 20
+_SCALARS = frozenset((int, float, str, bool))
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
+class Series:
+    """The unflushed values of one name in one loop instance."""
+
+    __slots__ = ("name", "typecode", "iters", "vals")
+
+    def __init__(self, name: str, typecode: str) -> None:
+        self.name = name
+        self.typecode = typecode
+        self.iters = array("q")
+        self.vals = array(typecode)
+
+
+class Frame:
+    """One loop instance (or, with ``loop_id == 0``, the run's top level)."""
+
+    __slots__ = ("loop_id", "name", "parent", "depth", "i", "floats", "ints", "values",
+                 "values_from", "total")
+
+    def __init__(self, loop_id: int, name: str, parent: Frame | None, depth: int) -> None:
+        self.loop_id = loop_id
+        self.name = name
+        self.parent = parent
+        self.depth = depth
+        self.i = 0  # 0-based index of the current iteration
+        self.floats: dict[str, Series] = {}
+        self.ints: dict[str, Series] = {}
+        self.values: list[Any] | None = None  # element values not yet flushed
+        self.values_from = 0  # iteration index of values[0]
+        self.total: int | None = None
+
+
+class Runtime:
+    """Recording state of this process. There is exactly one, ``flordb.runtime.RUNTIME``."""
+
+    def __init__(self) -> None:
+        self.kwargs: dict[str, str] = {}
+        self.kwargs_read: set[str] = set()
+        self.echo = os.environ.get("FLORDB_ECHO", "1") != "0"
+        self.flush_interval = float(os.environ.get("FLORDB_FLUSH_S", "1.0"))
+        self.writer = None
+        self.project = None
+        self._hooks_installed = False
+        self._inherited: list[Any] = []
+        self._reset_run()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    # ----------------------------------------------------------------- run lifecycle
+    def _reset_run(self) -> None:
+        self.run_id: int | None = None
+        self.tstamp: str | None = None
+        self.top = Frame(0, "", None, 0)
+        self.frame = self.top
+        self.live: dict[int, Frame] = {}
+        self.next_loop_id = 1
+        self.seq = 0
+        self.pending = Batch()
+        self.pending_values = 0
+        self.flush_due = False
+        self.failed = False
+        self.args: dict[str, Any] = {}
+        self.enrolled: dict[str, Any] = {}
+        self._flushing = False
+        self._terminate = False
+        self._provenance: threading.Thread | None = None
+        self._provenance_error: BaseException | None = None
+        self._timer_stop: threading.Event | None = None
+
+    def project_root(self) -> Path:
+        """The root of the project this process reads and records."""
+        if self.project is None:
+            from flordb.project import locate
+
+            self.project = locate()
+        return self.project.root
+
+    def ensure_run(self) -> None:
+        """Start a run if none is active."""
+        if self.run_id is None:
+            self._begin_run()
+
+    def _begin_run(self) -> None:
+        from flordb import project as _project
+        from flordb.store.writer import RunWriter
+
+        if self.writer is None:
+            self.project_root()
+            if not self.project.in_git:
+                print(f"flordb: {self.project.root} is not inside a git repository: runs are "
+                      "recorded without code snapshots, and replay will need one.",
+                      file=sys.stderr)
+            self.writer = RunWriter(self.project.root)
+        p = self.project
+        filename = _project.script_name(p)
+        parent = os.environ.get("FLORDB_PARENT_RUN")
+        self.run_id, self.tstamp = self.writer.begin(
+            p.projid, filename, list(sys.argv), os.getcwd(),
+            int(parent) if parent else None)
+        self._provenance = threading.Thread(
+            target=self._record_provenance,
+            args=(p.root, p.in_git, p.projid, self.tstamp, filename, self.run_id),
+            name="flordb-provenance", daemon=True)
+        self._provenance.start()
+        self._start_timer()
+        self._install_hooks()
+
+    def _record_provenance(self, *args: Any) -> None:
+        from flordb.store import provenance
+
+        try:
+            provenance.record(*args)
+        except BaseException as exc:  # reported by _end_run, never dropped
+            self._provenance_error = exc
+
+    def _start_timer(self) -> None:
+        stop = self._timer_stop = threading.Event()
+
+        def tick() -> None:
+            while not stop.wait(self.flush_interval):
+                self.flush_due = True
+
+        threading.Thread(target=tick, name="flordb-flush-timer", daemon=True).start()
+
+    def _install_hooks(self) -> None:
+        if self._hooks_installed:
+            return
+        self._hooks_installed = True
+        atexit.register(self.close)
+        previous_hook = sys.excepthook
+
+        def excepthook(kind, exc, tb):  # type: ignore[no-untyped-def]
+            self.failed = True
+            previous_hook(kind, exc, tb)
+
+        sys.excepthook = excepthook
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        if self._flushing:
+            self._terminate = True  # finish the flush in progress first
+            return
+        self._die_by_sigterm()
+
+    def _die_by_sigterm(self) -> None:
+        if self.run_id is not None:
+            self._end_run("killed")
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def _after_fork(self) -> None:
+        # A forked child (e.g. a data-loader worker) must not write its parent's buffers
+        # again; it starts with no run, and a run of its own if it logs. SQLite connections
+        # must not be used across fork, so the inherited one is kept open, unused.
+        self._inherited.append(self.writer)
+        self.writer = None
+        self._reset_run()
+
+    def commit(self) -> None:
+        """End the active run durably; the next logging call starts a new run."""
+        if self.live:
+            names = ", ".join(f.name for f in self.live.values())
+            raise RuntimeError(f"flor.commit() inside flor.loop ({names}): commit between "
+                               "loops, where no loop iteration is in progress")
+        if self.run_id is not None:
+            self._end_run("completed")
+
+    def close(self) -> None:
+        """At exit: end the active run (``failed`` after an uncaught exception)."""
+        if self.run_id is not None:
+            self._end_run("failed" if self.failed else "completed")
+        unused = sorted(set(self.kwargs) - self.kwargs_read)
+        if unused and self.writer is not None:
+            print(f"flordb: --kwargs never read by flor.arg: {', '.join(unused)}",
+                  file=sys.stderr)
+
+    def _end_run(self, status: str) -> None:
+        for fr in list(self.live.values()):
+            self._retire(fr, fr.i + 1)
+        self.flush()
+        if self._timer_stop is not None:
+            self._timer_stop.set()
+        if self._provenance is not None:
+            self._provenance.join()
+        error = self._provenance_error
+        n = self.writer.conn.execute("SELECT n_values FROM runs WHERE run_id = ?",
+                                     (self.run_id,)).fetchone()[0]
+        self.writer.end(status)
+        if self.echo:
+            print(f"flordb: run {self.tstamp} {status}: {n:,} values", file=sys.stderr)
+        self._reset_run()
+        if error is not None:
+            print(f"flordb: could not record the code snapshot/environment of that run: "
+                  f"{type(error).__name__}: {error}", file=sys.stderr)
+
+    # ----------------------------------------------------------------- logging
+    def log_slow(self, name: str, value: Any) -> Any:
+        """Everything ``flordb.log`` does not do inline: first values, non-floats, checks."""
+        if type(name) is not str:
+            raise TypeError(f"flor.log name must be a str, not {type(name).__name__}")
+        self.ensure_run()
+        fr = self.frame
+        v = _values.as_scalar(value)
+        t = type(v)
+        if t is float or (t is int and -(2**63) <= v < 2**63):
+            table = fr.floats if t is float else fr.ints
+            s = table.get(name)
+            if s is None:
+                s = table[name] = Series(name, "d" if t is float else "q")
+            s.vals.append(v)
+            s.iters.append(fr.i)
+            if len(s.vals) >= CHUNK:
+                self.seal(fr, s)
+        else:
+            self._record(fr, name, v, "log")
+        if self.flush_due and not self.live:
+            self.flush()
+        return value
+
+    def _record(self, fr: Frame, name: str, value: Any, kind: str) -> None:
+        stored, vtype, text = _values.encode(value)
+        self.seq += 1
+        self.pending.records.append((fr.loop_id, fr.i, self.seq, name, stored, vtype, text,
+                                     kind))
+        self.pending_values += 1
+        if self.pending_values >= FLUSH_VALUES:
+            self.flush()
+
+    def seal(self, fr: Frame, s: Series) -> None:
+        """Move the values of ``s`` into a pending chunk; flush if too much is pending."""
+        self._seal(fr, s)
+        if self.pending_values >= FLUSH_VALUES:
+            self.flush()
+
+    def _seal(self, fr: Frame, s: Series) -> None:
+        n = len(s.vals)
+        if not n:
+            return
+        iters, vals = s.iters, s.vals
+        s.iters, s.vals = array("q"), array(s.typecode)
+        if _BIG_ENDIAN:
+            iters.byteswap()
+            vals.byteswap()
+        self.seq += 1
+        self.pending.chunks.append((s.name, fr.loop_id, self.seq,
+                                    "f8" if s.typecode == "d" else "i8", n,
+                                    iters.tobytes(), vals.tobytes()))
+        self.pending_values += n
+
+    def arg(self, name: str, default: Any) -> Any:
+        """``flor.arg``: replayed value, else ``--kwargs`` value cast, else ``default``."""
+        from flordb import kwargs as _kwargs
+
+        self.ensure_run()
+        if name in self.args:
+            return self.args[name]
+        if name in self.kwargs:
+            self.kwargs_read.add(name)
+            value = _kwargs.cast(name, self.kwargs[name], default)
+        else:
+            value = default
+        self.args[name] = value
+        self._record(self.top, name, value, "arg")
+        return value
+
+    # ----------------------------------------------------------------- loops
+    def loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
+        """Generator behind ``flor.loop``; see its docstring."""
+        fr = self._enter(name, iterable)
+        n = 0
+        values = fr.values
+        try:
+            if fr.depth == 1:
+                for x in iterable:
+                    fr.i = n
+                    n += 1
+                    self.frame = fr
+                    if values is not None:
+                        values.append(x if type(x) in _SCALARS else _element(x))
+                    yield x
+                    if self.flush_due:
+                        self._outer_boundary(fr)
+            else:
+                for x in iterable:
+                    fr.i = n
+                    n += 1
+                    self.frame = fr
+                    if values is not None:
+                        values.append(x if type(x) in _SCALARS else _element(x))
+                    yield x
+                    if self.flush_due:
+                        self.flush()
+        finally:
+            self._exit(fr, n)
+
+    def _enter(self, name: str, iterable: Iterable[Any]) -> Frame:
+        if type(name) is not str:
+            raise TypeError(f"flor.loop name must be a str, not {type(name).__name__}")
+        self.ensure_run()
+        parent = self.frame
+        fr = Frame(self.next_loop_id, name, parent, parent.depth + 1)
+        self.next_loop_id += 1
+        start = step = None
+        if type(iterable) is range:
+            start, step = iterable.start, iterable.step
+        else:
+            fr.values = []
+        try:
+            fr.total = len(iterable)  # type: ignore[arg-type]
+        except TypeError:
+            pass
+        self.pending.loops_new.append((fr.loop_id, parent.loop_id, parent.i, name, fr.depth,
+                                       start, step))
+        self.live[fr.loop_id] = fr
+        self.frame = fr
+        return fr
+
+    def _exit(self, fr: Frame, n: int) -> None:
+        if fr.loop_id not in self.live:
+            return  # already retired by the end of its run
+        self._retire(fr, n)
+        cur = self.frame
+        while cur is not None and cur is not fr:
+            cur = cur.parent
+        if cur is fr:  # fr is current or below it: the context returns to fr's parent
+            self.frame = fr.parent
+        if fr.depth == 1:
+            self.flush()
+
+    def _retire(self, fr: Frame, n: int) -> None:
+        """Move a finished loop instance's buffers into the pending batch."""
+        del self.live[fr.loop_id]
+        for table in (fr.floats, fr.ints):
+            for s in table.values():
+                self._seal(fr, s)
+        self._take_values(fr)
+        self.pending.loops_ended.append((n, fr.loop_id))
+
+    def _take_values(self, fr: Frame) -> None:
+        if fr.values:
+            self.pending.loop_values.append(
+                (fr.loop_id, fr.values_from, json.dumps(fr.values, default=repr)))
+            fr.values_from += len(fr.values)
+            del fr.values[:]  # in place: the loop generator holds this list
+
+    def _outer_boundary(self, fr: Frame) -> None:
+        if self.echo:
+            self._echo(fr)
+        self.flush()
+
+    def _echo(self, fr: Frame) -> None:
+        last: dict[str, Any] = {}
+        for table in (fr.floats, fr.ints):
+            for name, s in table.items():
+                if s.vals:
+                    last[name] = s.vals[-1]
+        for chunk in self.pending.chunks:
+            last.setdefault(chunk[0], struct.unpack("<d" if chunk[3] == "f8" else "<q",
+                                                    chunk[6][-8:])[0])
+        if not last:
+            return
+        of = f"/{fr.total}" if fr.total is not None else ""
+        shown = " ".join(f"{k}={_short(v)}" for k, v in list(last.items())[:8])
+        print(f"flordb: {fr.name} {fr.i + 1}{of} {shown}", file=sys.stderr)
+
+    # ----------------------------------------------------------------- flushing
+    def flush(self) -> None:
+        """Write every buffered value of the active run in one transaction."""
+        self.flush_due = False
+        if self.run_id is None or self._flushing:
+            return
+        self._flushing = True
+        try:
+            for fr in (self.top, *self.live.values()):
+                for table in (fr.floats, fr.ints):
+                    for s in table.values():
+                        self._seal(fr, s)
+                self._take_values(fr)
+            batch, self.pending = self.pending, Batch()
+            self.pending_values = 0
+            if batch:
+                try:
+                    self.writer.flush(batch)
+                except BaseException:
+                    self.pending = batch  # keep the values for a later try or the error
+                    raise
+        finally:
+            self._flushing = False
+        if self._terminate:
+            self._die_by_sigterm()
+
+    # ----------------------------------------------------------------- checkpointing
+    def enroll(self, objects: dict[str, Any]) -> None:
+        """Enroll objects for checkpointing at outer-loop boundaries."""
+        self.ensure_run()
+        clash = set(objects) & set(self.enrolled)
+        if clash:
+            raise ValueError(f"flor.checkpointing: already enrolled: {', '.join(sorted(clash))}")
+        self.enrolled.update(objects)
+
+    def unenroll(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.enrolled.pop(name, None)
+
+
+def _element(x: Any) -> Any:
+    """A loop element's value for the ``<loop>_value`` column, or None when not a scalar."""
+    v = _values.as_scalar(x)
+    return v if type(v) in _SCALARS else None
+
+
+def _short(v: Any) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+RUNTIME = Runtime()

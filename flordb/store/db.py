@@ -1,0 +1,80 @@
+"""Opening the store: where it lives, its SQLite connections and their settings."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from flordb.store.schema import migrate
+
+STORE_DIRNAME = ".flor"
+DB_FILENAME = "flor.db"
+#: Seconds a writer waits for another process's write transaction before giving up.
+BUSY_TIMEOUT_S = 600.0
+
+
+class NotAProjectError(FileNotFoundError):
+    """Raised when a read is asked of a directory with no flordb store."""
+
+
+def store_dir(root: Path) -> Path:
+    """The ``.flor`` directory of the project at ``root`` (``$FLORDB_DIR`` overrides it)."""
+    override = os.environ.get("FLORDB_DIR")
+    return Path(override) if override else root / STORE_DIRNAME
+
+
+def create_store_dir(root: Path) -> Path:
+    """Create ``.flor/`` (ignored by git through its own ``.gitignore``) and return it."""
+    path = store_dir(root)
+    path.mkdir(parents=True, exist_ok=True)
+    ignore = path / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# created by flordb: keep the store out of git status\n*\n")
+    return path
+
+
+def connect_writer(root: Path) -> sqlite3.Connection:
+    """A read-write connection in autocommit mode, schema migrated, WAL on."""
+    path = create_store_dir(root) / DB_FILENAME
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                           check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    migrate(conn)
+    return conn
+
+
+def connect_reader(root: Path) -> sqlite3.Connection:
+    """A connection that cannot write (``query_only``); raises if there is no store."""
+    path = store_dir(root) / DB_FILENAME
+    if not path.exists():
+        raise NotAProjectError(
+            f"no flordb store at {path.parent} (run a script that logs with flordb first)"
+        )
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    migrate(conn)
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back on any exception.
+
+    Taking the write lock up front avoids the read-to-write upgrade that makes concurrent
+    SQLite writers fail with ``database is locked`` despite a busy timeout.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

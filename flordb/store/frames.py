@@ -1,0 +1,240 @@
+"""``flor.dataframe``: logged values pivoted to one row per run and loop context.
+
+Hot series are read straight from their blobs with ``numpy.frombuffer``; other values come
+from ``records``. Each name becomes one column keyed by ``(run_id, loop_id, iter)``; the
+columns are outer-joined, top-level values are broadcast over their run, and the loop
+dimensions are computed per loop instance (one numpy step per instance, not per row).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from flordb import values as _values
+from flordb.store.db import connect_reader
+
+KEY = ["run_id", "loop_id", "iter"]
+IDENTITY = ["projid", "tstamp", "filename"]
+
+
+def dataframe(root: Path, names: Sequence[str]) -> pd.DataFrame:
+    """The frame described in :func:`flordb.dataframe`, read from the store at ``root``."""
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"dataframe names must be str, not {type(name).__name__}")
+    conn = connect_reader(root)
+    try:
+        runs = pd.read_sql_query(
+            "SELECT run_id, projid, tstamp, filename FROM runs ORDER BY run_id", conn)
+        if not names:
+            names = [r[0] for r in conn.execute(
+                "SELECT name FROM (SELECT name, MIN(seq) AS s FROM records WHERE loop_id = 0"
+                " GROUP BY name UNION ALL SELECT name, MIN(seq) FROM series WHERE loop_id = 0"
+                " GROUP BY name) GROUP BY name ORDER BY MIN(s), name")]
+            wide = _columns(conn, names, top_only=True)
+            wide = runs[["run_id"]].merge(wide, on="run_id", how="left")
+            wide["loop_id"], wide["iter"] = 0, 0
+        else:
+            wide = _broadcast(_columns(conn, list(dict.fromkeys(names)), top_only=False),
+                              list(dict.fromkeys(names)))
+        loops, elements = _loop_tables(conn, wide)
+    finally:
+        conn.close()
+    dims = _dimensions(wide, loops, elements)
+    out = pd.concat([_identity(wide, runs), dims,
+                     wide[list(dict.fromkeys(names))].reset_index(drop=True)], axis=1)
+    for col in out.columns[3:]:
+        if isinstance(out[col].dtype, (pd.Int64Dtype, pd.BooleanDtype)) \
+                and not out[col].isna().any():
+            out[col] = out[col].astype(out[col].dtype.numpy_dtype)
+    # Runs in order, then loop iterations outermost first; rows outside a loop sort after it.
+    keys = [dims[c].to_numpy(dtype="float64", na_value=np.inf) for c in dims.columns[::2]]
+    order = np.lexsort([*reversed(keys), wide["run_id"].to_numpy()])
+    return out.iloc[order].reset_index(drop=True)
+
+
+def _columns(conn: Any, names: list[str], top_only: bool) -> pd.DataFrame:
+    """One column per name, outer-joined on ``(run_id, loop_id, iter)``; last value wins."""
+    where_top = " AND loop_id = 0" if top_only else ""
+    marks = ",".join("?" * len(names))
+    numeric: dict[str, list[tuple]] = defaultdict(list)
+    for row in conn.execute(
+            f"SELECT name, run_id, loop_id, seq, dtype, iters, vals FROM series"
+            f" WHERE name IN ({marks}){where_top} ORDER BY seq", names):
+        numeric[row[0]].append(row[1:])
+    other: dict[str, list[tuple]] = defaultdict(list)
+    for name, run, loop_id, it, seq, value, vtype, text in conn.execute(
+            f"SELECT name, run_id, loop_id, iter, seq, value, vtype, repr FROM records"
+            f" WHERE name IN ({marks}){where_top} ORDER BY seq", names):
+        other[name].append((run, loop_id, it, seq, _values.decode(value, vtype, text)))
+    frames = [_column(name, numeric.get(name, []), other.get(name, [])) for name in names]
+    if len(frames) == 1:
+        return frames[0].reset_index()
+    return pd.concat(frames, axis=1, join="outer", sort=False).reset_index()
+
+
+def _column(name: str, chunks: list[tuple], rows: list[tuple]) -> pd.DataFrame:
+    """The values of one name indexed by ``KEY``, in the dtype that keeps their types."""
+    parts: dict[str, list[np.ndarray]] = defaultdict(list)
+    for run, loop_id, seq, dtype, iters, vals in chunks:
+        it = np.frombuffer(iters, dtype="<i8")
+        n = len(it)
+        parts["run_id"].append(np.full(n, run, dtype=np.int64))
+        parts["loop_id"].append(np.full(n, loop_id, dtype=np.int64))
+        parts["iter"].append(it)
+        parts["seq"].append(np.full(n, seq, dtype=np.int64))
+        parts["value"].append(np.frombuffer(vals, dtype="<f8" if dtype == "f8" else "<i8"))
+    if rows:
+        run, loop_id, it, seq, vals = zip(*rows)
+        parts["run_id"].append(np.asarray(run, dtype=np.int64))
+        parts["loop_id"].append(np.asarray(loop_id, dtype=np.int64))
+        parts["iter"].append(np.asarray(it, dtype=np.int64))
+        parts["seq"].append(np.asarray(seq, dtype=np.int64))
+        parts["value"].append(_object_array(vals))
+    if not parts:
+        empty = pd.DataFrame({k: np.array([], dtype=np.int64) for k in KEY})
+        return empty.assign(**{name: pd.Series([], dtype=object)}).set_index(KEY)
+    cols = {k: np.concatenate(v) for k, v in parts.items() if k != "value"}
+    value = _concat_values(parts["value"])
+    if isinstance(value, np.ndarray) and value.dtype.kind == "i":
+        value = pd.arrays.IntegerArray(value, np.zeros(len(value), dtype=bool))  # holes stay int
+    frame = pd.DataFrame({**cols, name: value})
+    if len(parts["value"]) > 1 or rows:
+        frame = frame.sort_values("seq", kind="stable")
+    frame = frame.drop_duplicates(KEY, keep="last").drop(columns="seq")
+    return frame.set_index(KEY)
+
+
+def _object_array(vals: Sequence[Any]) -> np.ndarray:
+    arr = np.empty(len(vals), dtype=object)
+    arr[:] = list(vals)
+    return arr
+
+
+def _concat_values(arrays: list[np.ndarray]) -> Any:
+    """Concatenate value arrays, keeping one numeric dtype when every value shares it."""
+    kinds = {a.dtype.kind for a in arrays}
+    if kinds <= {"f", "i"}:
+        return np.concatenate(arrays)  # floats and ints together promote to float
+    values = np.concatenate([a.astype(object) for a in arrays])
+    return pd.array(values, dtype=_object_dtype(values))
+
+
+def _object_dtype(values: np.ndarray) -> Any:
+    types = {type(v) for v in values}
+    if types == {bool}:
+        return "boolean"
+    if types == {int}:
+        return "Int64"
+    if types <= {int, float}:
+        return "float64"
+    return object
+
+
+def _broadcast(wide: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """Spread each run's top-level values over its loop rows.
+
+    A name is spread only over a run that never logged it inside a loop; the top-level row
+    itself stays only if it holds a value that was not spread (or the run has no loop rows).
+    """
+    is_top = (wide["loop_id"] == 0).to_numpy()
+    if not is_top.any() or is_top.all():
+        return wide
+    top = wide[is_top].set_index("run_id")
+    deep = wide[~is_top]
+    deep_runs = deep["run_id"]
+    keep_top = ~top.index.isin(deep_runs.unique())
+    for name in names:
+        logged_deep = deep.groupby("run_id")[name].count()
+        spread = top[name].where(top[name].notna())
+        spread = spread[~spread.index.isin(logged_deep[logged_deep > 0].index)]
+        if len(spread):
+            fill = deep_runs.map(spread.dropna())
+            deep = deep.assign(**{name: deep[name].where(deep[name].notna(), fill)})
+        unspread = top[name].notna() & top.index.isin(logged_deep[logged_deep > 0].index)
+        keep_top |= unspread.to_numpy()
+    return pd.concat([deep, top[keep_top].reset_index()], ignore_index=True)[wide.columns]
+
+
+def _loop_tables(conn: Any, wide: pd.DataFrame) -> tuple[dict, dict]:
+    """Loop instances and non-range element values for the runs in ``wide``."""
+    runs = sorted(set(wide.loc[wide["loop_id"] != 0, "run_id"].tolist()))
+    loops: dict[tuple[int, int], tuple] = {}
+    elements: dict[tuple[int, int], list] = defaultdict(list)
+    for start in range(0, len(runs), 500):
+        batch = runs[start:start + 500]
+        marks = ",".join("?" * len(batch))
+        for run, loop_id, parent, parent_iter, name, depth, r0, rstep in conn.execute(
+                "SELECT run_id, loop_id, parent_id, parent_iter, name, depth, range_start,"
+                f" range_step FROM loops WHERE run_id IN ({marks})", batch):
+            loops[(run, loop_id)] = (parent, parent_iter, name, depth, r0, rstep)
+        for run, loop_id, vals in conn.execute(
+                "SELECT run_id, loop_id, vals FROM loop_values"
+                f" WHERE run_id IN ({marks}) ORDER BY run_id, loop_id, first_iter", batch):
+            elements[(run, loop_id)].extend(_json_loads(vals))
+    return loops, elements
+
+
+def _json_loads(text: str) -> list:
+    import json
+
+    return json.loads(text)
+
+
+def _dimensions(wide: pd.DataFrame, loops: dict, elements: dict) -> pd.DataFrame:
+    """``<loop>`` (1-based iteration) and ``<loop>_value`` columns, outermost first."""
+    n = len(wide)
+    depth_of: dict[str, tuple[int, int]] = {}
+    for parent, parent_iter, name, depth, *_ in loops.values():
+        if name not in depth_of:
+            depth_of[name] = (depth, len(depth_of))
+        else:
+            depth_of[name] = (min(depth, depth_of[name][0]), depth_of[name][1])
+    names = sorted(depth_of, key=lambda k: depth_of[k])
+    iters = {name: np.full(n, -1, dtype=np.int64) for name in names}
+    elems = {name: np.full(n, None, dtype=object) for name in names}
+    it_all = wide["iter"].to_numpy()
+    groups = wide.groupby(["run_id", "loop_id"], sort=False).indices
+    for (run, loop_id), pos in groups.items():
+        if loop_id == 0 or (run, loop_id) not in loops:
+            continue
+        parent, parent_iter, name, depth, r0, rstep = loops[(run, loop_id)]
+        it = it_all[pos]
+        iters[name][pos] = it + 1
+        elems[name][pos] = _elements_at(loops[(run, loop_id)], elements.get((run, loop_id)), it)
+        while parent:
+            key = (run, parent)
+            p_parent, p_iter, p_name, *_ = loops[key]
+            iters[p_name][pos] = parent_iter + 1
+            elems[p_name][pos] = _elements_at(loops[key], elements.get(key),
+                                              np.array([parent_iter]))[0]
+            parent, parent_iter = p_parent, p_iter
+    cols: dict[str, Any] = {}
+    for name in names:
+        it = iters[name]
+        missing = it < 0
+        cols[name] = pd.arrays.IntegerArray(np.where(missing, 0, it), missing) \
+            if missing.any() else it
+        vals = elems[name]
+        cols[f"{name}_value"] = pd.array(vals, dtype=_object_dtype(vals[vals != None]))  # noqa: E711
+    return pd.DataFrame(cols, index=pd.RangeIndex(n))
+
+
+def _elements_at(loop: tuple, listed: list | None, it: np.ndarray) -> np.ndarray:
+    """Element values of one loop instance at 0-based iterations ``it``."""
+    r0, rstep = loop[4], loop[5]
+    if r0 is not None:
+        return (r0 + rstep * it).astype(object)
+    vals = np.empty(len(listed or ()) + 1, dtype=object)
+    vals[:-1] = listed or []
+    return vals[np.minimum(it, len(vals) - 1)]
+
+
+def _identity(wide: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    ident = runs.set_index("run_id")[IDENTITY]
+    return ident.reindex(wide["run_id"].to_numpy()).reset_index(drop=True)

@@ -1,0 +1,37 @@
+"""Recording where a run came from: its code snapshot and its environment."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from flordb.store import environment, snapshot
+from flordb.store.db import connect_writer, write_transaction
+
+
+def snapshot_ref(projid: str, tstamp: str, run_id: int) -> str:
+    """The name under ``refs/flor/runs/`` of a run's snapshot (git-ref safe)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{projid}/{tstamp}")
+    return f"{safe}-{run_id}"
+
+
+def record(root: Path, in_git: bool, projid: str, tstamp: str, filename: str,
+           run_id: int) -> None:
+    """Snapshot the code (when in git) and store the environment on the run's row."""
+    env_hash, env_json = environment.capture()
+    snap = None
+    if in_git:
+        snap = snapshot.take(root, snapshot_ref(projid, tstamp, run_id),
+                             f"flordb snapshot: {filename} run {run_id} at {tstamp}")
+    conn = connect_writer(root)
+    try:
+        with write_transaction(conn):
+            conn.execute("INSERT OR IGNORE INTO environments (env_hash, env) VALUES (?, ?)",
+                         (env_hash, env_json))
+            conn.execute(
+                "UPDATE runs SET env_hash = ?, snapshot = ?, git_head = ?, git_dirty = ?"
+                " WHERE run_id = ?",
+                (env_hash, snap and snap.commit, snap and snap.head,
+                 None if snap is None else int(snap.dirty), run_id))
+    finally:
+        conn.close()

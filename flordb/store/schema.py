@@ -1,0 +1,158 @@
+"""SQLite schema of the store and its migrations.
+
+The schema version lives in ``PRAGMA user_version``. Each entry of ``MIGRATIONS`` takes the
+store from version ``i`` to ``i + 1``; :func:`migrate` applies the missing ones inside one
+``BEGIN IMMEDIATE`` transaction, so several processes opening a fresh store at once agree.
+
+Data model (see ``docs/store.md``):
+
+- ``runs``: one row per execution of a script (identity ``projid, tstamp, filename``).
+- ``loops``: one row per *entry* into a ``flor.loop`` (a loop instance). ``loop_id`` is
+  sequential per run; ``0`` stands for the run's top level and has no row. A logged value's
+  context is ``(loop_id, iter)``: the instance and the 0-based iteration inside it.
+- ``loop_values``: the element values of non-``range`` loops, in JSON chunks.
+- ``series``: hot numeric values stored columnar, one row per flushed chunk of one name in one
+  loop instance (``iters`` and ``vals`` are little-endian int64 / float64 arrays).
+- ``records``: every other value (strings, None, bools, JSON containers, pickled objects) and
+  every ``flor.arg``, one row each.
+- ``series_rows``: the chunks of ``series`` unpacked into rows, filled lazily when SQL is asked
+  for them (``flor.query``); ``logs`` is the view that unions both for SQL users.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+_V1 = """
+CREATE TABLE environments (
+    env_hash TEXT PRIMARY KEY,
+    env      TEXT NOT NULL
+);
+CREATE TABLE runs (
+    run_id      INTEGER PRIMARY KEY,
+    projid      TEXT NOT NULL,
+    tstamp      TEXT NOT NULL,
+    filename    TEXT NOT NULL,
+    argv        TEXT NOT NULL,
+    cwd         TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'killed')),
+    started     REAL NOT NULL,
+    ended       REAL,
+    pid         INTEGER NOT NULL,
+    pid_start   TEXT,
+    host        TEXT NOT NULL,
+    git_head    TEXT,
+    git_dirty   INTEGER,
+    snapshot    TEXT,
+    env_hash    TEXT REFERENCES environments (env_hash),
+    parent_run  INTEGER REFERENCES runs (run_id),
+    n_values    INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (projid, tstamp)
+);
+CREATE INDEX runs_status ON runs (status);
+CREATE TABLE loops (
+    run_id      INTEGER NOT NULL REFERENCES runs (run_id),
+    loop_id     INTEGER NOT NULL,
+    parent_id   INTEGER NOT NULL,
+    parent_iter INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    depth       INTEGER NOT NULL,
+    iterations  INTEGER,
+    range_start INTEGER,
+    range_step  INTEGER,
+    PRIMARY KEY (run_id, loop_id)
+) WITHOUT ROWID;
+CREATE TABLE loop_values (
+    run_id     INTEGER NOT NULL,
+    loop_id    INTEGER NOT NULL,
+    first_iter INTEGER NOT NULL,
+    vals       TEXT NOT NULL,
+    PRIMARY KEY (run_id, loop_id, first_iter)
+) WITHOUT ROWID;
+CREATE TABLE series (
+    chunk_id INTEGER PRIMARY KEY,
+    run_id   INTEGER NOT NULL REFERENCES runs (run_id),
+    name     TEXT NOT NULL,
+    loop_id  INTEGER NOT NULL,
+    seq      INTEGER NOT NULL,
+    dtype    TEXT NOT NULL CHECK (dtype IN ('f8', 'i8')),
+    n        INTEGER NOT NULL,
+    iters    BLOB NOT NULL,
+    vals     BLOB NOT NULL,
+    source   TEXT NOT NULL DEFAULT 'record',
+    unpacked INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX series_name ON series (name, run_id);
+CREATE INDEX series_unpacked ON series (unpacked) WHERE unpacked = 0;
+CREATE TABLE records (
+    run_id  INTEGER NOT NULL REFERENCES runs (run_id),
+    loop_id INTEGER NOT NULL,
+    iter    INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    name    TEXT NOT NULL,
+    value,
+    vtype   TEXT NOT NULL,
+    repr    TEXT,
+    kind    TEXT NOT NULL CHECK (kind IN ('log', 'arg')),
+    source  TEXT NOT NULL DEFAULT 'record'
+);
+CREATE INDEX records_name ON records (name, run_id);
+CREATE INDEX records_run ON records (run_id, loop_id, iter);
+CREATE TABLE series_rows (
+    chunk_id INTEGER NOT NULL REFERENCES series (chunk_id),
+    iter     INTEGER NOT NULL,
+    value    NOT NULL
+);
+CREATE INDEX series_rows_chunk ON series_rows (chunk_id);
+CREATE VIEW logs AS
+    SELECT r.run_id, r.loop_id, r.iter, r.seq, r.name, r.value, r.vtype, r.kind, r.source
+    FROM records AS r
+    UNION ALL
+    SELECT s.run_id, s.loop_id, sr.iter, s.seq, s.name, sr.value,
+           CASE s.dtype WHEN 'f8' THEN 'float' ELSE 'int' END, 'log', s.source
+    FROM series AS s JOIN series_rows AS sr ON sr.chunk_id = s.chunk_id;
+"""
+
+#: MIGRATIONS[i] takes the store from schema version i to i + 1.
+MIGRATIONS: tuple[str, ...] = (_V1,)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNewError(RuntimeError):
+    """The store was written by a newer flordb than the one running."""
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema of ``conn`` up to :data:`SCHEMA_VERSION` in one transaction."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNewError(
+                f"the store has schema version {version}, this flordb knows up to "
+                f"{SCHEMA_VERSION}: upgrade flordb"
+            )
+        for script in MIGRATIONS[version:]:
+            for statement in _statements(script):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (``executescript`` would commit early)."""
+    out, current = [], []
+    for line in script.splitlines(keepends=True):
+        current.append(line)
+        candidate = "".join(current)
+        if sqlite3.complete_statement(candidate):
+            out.append(candidate.strip())
+            current = []
+    return [s for s in out if s]

@@ -1,0 +1,96 @@
+"""Code snapshots: the exact files a run saw, as a git commit under ``refs/flor/``.
+
+The snapshot is built in a temporary index file (``GIT_INDEX_FILE``), so the user's branch,
+HEAD, index, working tree, untracked files and stash are never touched. ``git add -A`` in that
+index respects ``.gitignore``; files above a size limit are left out with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+SNAPSHOT_REF_PREFIX = "refs/flor/runs/"
+#: Untracked or modified files larger than this are not snapshotted (``$FLORDB_MAX_FILE_MB``).
+DEFAULT_MAX_FILE_MB = 20.0
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "flordb", "GIT_AUTHOR_EMAIL": "flordb@localhost",
+    "GIT_COMMITTER_NAME": "flordb", "GIT_COMMITTER_EMAIL": "flordb@localhost",
+}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The snapshot commit of a run, the user's HEAD then, and whether the tree differed."""
+
+    commit: str
+    head: str | None
+    dirty: bool
+
+
+def take(root: Path, ref_name: str, message: str) -> Snapshot:
+    """Commit the working tree of the repository at ``root`` without changing its state."""
+    import git
+
+    repo = git.Repo(root)
+    g = repo.git
+    head = _rev(g, "HEAD")
+    max_bytes = float(os.environ.get("FLORDB_MAX_FILE_MB", DEFAULT_MAX_FILE_MB)) * 2**20
+    tmpdir = tempfile.mkdtemp(prefix="flordb-index-")
+    try:
+        index = os.path.join(tmpdir, "index")
+        user_index = Path(g.rev_parse("--git-path", "index"))
+        if not user_index.is_absolute():
+            user_index = root / user_index
+        if user_index.exists():
+            shutil.copyfile(user_index, index)  # reuse its stat cache: only changes rehash
+        env = {"GIT_INDEX_FILE": index, **_IDENTITY}
+        pathspecs = ["."] + [f":(exclude,literal){p}" for p in _large_files(g, root, max_bytes)]
+        g.execute(["git", "add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul"],
+                  istream=_nul_stdin(pathspecs), env=env)
+        tree = g.execute(["git", "write-tree"], env=env)
+        parents = ["-p", head] if head else []
+        commit = g.execute(["git", "commit-tree", tree, *parents, "-m", message], env=env)
+        g.update_ref(SNAPSHOT_REF_PREFIX + ref_name, commit)
+        dirty = head is None or tree != _rev(g, "HEAD^{tree}")
+        return Snapshot(commit=commit, head=head, dirty=dirty)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _rev(g, spec: str) -> str | None:
+    import git
+
+    try:
+        return g.rev_parse("--verify", "-q", spec)
+    except git.GitCommandError:
+        return None
+
+
+def _large_files(g, root: Path, max_bytes: float) -> list[str]:
+    """Modified or untracked, not ignored, files above ``max_bytes`` (warned about)."""
+    listed = g.ls_files("-z", "-o", "-m", "--exclude-standard").split("\0")
+    large = []
+    for rel in filter(None, listed):
+        try:
+            size = (root / rel).stat().st_size
+        except OSError:
+            continue  # deleted: git add -A records the deletion
+        if size > max_bytes:
+            large.append(rel)
+            print(f"flordb: not snapshotting {rel} ({size / 2**20:.0f} MB > "
+                  f"{max_bytes / 2**20:.0f} MB; set FLORDB_MAX_FILE_MB to change)",
+                  file=sys.stderr)
+    return large
+
+
+def _nul_stdin(items: list[str]):
+    """A file object holding ``items`` NUL-separated, for ``--pathspec-from-file=-``."""
+    f = tempfile.TemporaryFile()
+    f.write(b"\0".join(s.encode() for s in items))
+    f.seek(0)
+    return f

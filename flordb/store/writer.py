@@ -1,0 +1,140 @@
+"""Writing one run: its row, its batched values, its end; and marking dead runs."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flordb.store.db import connect_writer, write_transaction
+
+Chunk = tuple[str, int, int, str, int, bytes, bytes]
+Record = tuple[int, int, int, str, object, str, "str | None", str]
+
+
+@dataclass
+class Batch:
+    """Everything one flush writes, in one transaction."""
+
+    loops_new: list[tuple[int, int, int, str, int, "int | None", "int | None"]] = field(
+        default_factory=list)
+    loops_ended: list[tuple[int, int]] = field(default_factory=list)  # (iterations, loop_id)
+    loop_values: list[tuple[int, int, str]] = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.loops_new or self.loops_ended or self.loop_values or self.chunks
+                    or self.records)
+
+    def n_values(self) -> int:
+        return sum(c[4] for c in self.chunks) + len(self.records)
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (Linux), to tell a live run from a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _pid_alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return start is None or process_start_time(pid) in (None, start)
+
+
+def reap_dead_runs(conn: sqlite3.Connection) -> int:
+    """Mark ``killed`` every ``running`` run of this host whose process no longer exists."""
+    host = socket.gethostname()
+    rows = conn.execute(
+        "SELECT run_id, pid, pid_start FROM runs WHERE status = 'running' AND host = ?",
+        (host,)).fetchall()
+    dead = [(r,) for r, pid, start in rows if not _pid_alive(pid, start)]
+    if dead:
+        with write_transaction(conn):
+            conn.executemany(
+                "UPDATE runs SET status = 'killed' WHERE run_id = ? AND status = 'running'",
+                dead)
+    return len(dead)
+
+
+class RunWriter:
+    """Owns the store connection of a recording process and the row of its current run."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.conn = connect_writer(root)
+        reap_dead_runs(self.conn)
+        self.run_id: int | None = None
+
+    def begin(self, projid: str, filename: str, argv: list[str], cwd: str,
+              parent_run: int | None = None) -> tuple[int, str]:
+        """Insert the run row; returns ``(run_id, tstamp)``, tstamp unique in the project."""
+        now = _dt.datetime.now()
+        pid = os.getpid()
+        while True:
+            tstamp = now.isoformat(timespec="microseconds")
+            try:
+                with write_transaction(self.conn):
+                    cur = self.conn.execute(
+                        "INSERT INTO runs (projid, tstamp, filename, argv, cwd, status, started,"
+                        " pid, pid_start, host, parent_run)"
+                        " VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                        (projid, tstamp, filename, json.dumps(argv), cwd, time.time(), pid,
+                         process_start_time(pid), socket.gethostname(), parent_run))
+                self.run_id = int(cur.lastrowid)
+                return self.run_id, tstamp
+            except sqlite3.IntegrityError:
+                now += _dt.timedelta(microseconds=1)  # same microsecond as another run
+
+    def flush(self, batch: Batch) -> None:
+        """Write ``batch`` for the current run in one transaction."""
+        run = self.run_id
+        c = self.conn
+        with write_transaction(c):
+            if batch.loops_new:
+                c.executemany(
+                    "INSERT INTO loops (run_id, loop_id, parent_id, parent_iter, name, depth,"
+                    " range_start, range_step) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(run, *row) for row in batch.loops_new])
+            if batch.loops_ended:
+                c.executemany(
+                    "UPDATE loops SET iterations = ? WHERE run_id = ? AND loop_id = ?",
+                    [(n, run, loop_id) for n, loop_id in batch.loops_ended])
+            if batch.loop_values:
+                c.executemany(
+                    "INSERT OR REPLACE INTO loop_values (run_id, loop_id, first_iter, vals)"
+                    " VALUES (?, ?, ?, ?)", [(run, *row) for row in batch.loop_values])
+            if batch.chunks:
+                c.executemany(
+                    "INSERT INTO series (run_id, name, loop_id, seq, dtype, n, iters, vals)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(run, *row) for row in batch.chunks])
+            if batch.records:
+                c.executemany(
+                    "INSERT INTO records (run_id, loop_id, iter, seq, name, value, vtype, repr,"
+                    " kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(run, *row) for row in batch.records])
+            c.execute("UPDATE runs SET n_values = n_values + ? WHERE run_id = ?",
+                      (batch.n_values(), run))
+
+    def end(self, status: str) -> None:
+        """Mark the current run ended with ``status``."""
+        with write_transaction(self.conn):
+            self.conn.execute("UPDATE runs SET status = ?, ended = ? WHERE run_id = ?",
+                              (status, time.time(), self.run_id))
+        self.run_id = None
+
+    def close(self) -> None:
+        self.conn.close()
