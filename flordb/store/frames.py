@@ -129,9 +129,9 @@ def _object_dtype(values: np.ndarray) -> Any:
     types = {type(v) for v in values}
     if types == {bool}:
         return "boolean"
-    if types == {int}:
+    if types == {int} and all(-(2**63) <= v < 2**63 for v in values):
         return "Int64"
-    if types <= {int, float}:
+    if types == {float} or (types == {int, float} and all(abs(v) < 2**53 for v in values)):
         return "float64"
     return object
 
