@@ -187,33 +187,35 @@ def _json_loads(text: str) -> list:
 
 
 def _dimensions(wide: pd.DataFrame, loops: dict, elements: dict) -> pd.DataFrame:
-    """``<loop>`` (1-based iteration) and ``<loop>_value`` columns, outermost first."""
+    """``<loop>`` (1-based iteration) and ``<loop>_value`` columns, outermost first.
+
+    Only loops that enclose some returned row get columns.
+    """
     n = len(wide)
-    depth_of: dict[str, tuple[int, int]] = {}
-    for parent, parent_iter, name, depth, *_ in loops.values():
-        if name not in depth_of:
-            depth_of[name] = (depth, len(depth_of))
-        else:
-            depth_of[name] = (min(depth, depth_of[name][0]), depth_of[name][1])
-    names = sorted(depth_of, key=lambda k: depth_of[k])
-    iters = {name: np.full(n, -1, dtype=np.int64) for name in names}
-    elems = {name: np.full(n, None, dtype=object) for name in names}
     it_all = wide["iter"].to_numpy()
-    groups = wide.groupby(["run_id", "loop_id"], sort=False).indices
-    for (run, loop_id), pos in groups.items():
+    # (positions, [(loop name, 0-based iterations, element values), ...]) per loop instance
+    filled: list[tuple[np.ndarray, list[tuple[str, Any, Any]]]] = []
+    rank: dict[str, tuple[int, int]] = {}
+    for (run, loop_id), pos in wide.groupby(["run_id", "loop_id"], sort=False).indices.items():
         if loop_id == 0 or (run, loop_id) not in loops:
             continue
-        parent, parent_iter, name, depth, r0, rstep = loops[(run, loop_id)]
         it = it_all[pos]
-        iters[name][pos] = it + 1
-        elems[name][pos] = _elements_at(loops[(run, loop_id)], elements.get((run, loop_id)), it)
-        while parent:
-            key = (run, parent)
-            p_parent, p_iter, p_name, *_ = loops[key]
-            iters[p_name][pos] = parent_iter + 1
-            elems[p_name][pos] = _elements_at(loops[key], elements.get(key),
-                                              np.array([parent_iter]))[0]
-            parent, parent_iter = p_parent, p_iter
+        chain = []
+        key: tuple[int, int] | None = (run, loop_id)
+        while key is not None:
+            parent, parent_iter, name, depth, *_ = loops[key]
+            chain.append((name, it, _elements_at(loops[key], elements.get(key), it)))
+            rank[name] = (min(depth, rank.get(name, (depth, 0))[0]),
+                          rank.get(name, (0, len(rank)))[1])
+            key, it = ((run, parent), np.array([parent_iter])) if parent else (None, None)
+        filled.append((pos, chain))
+    names = sorted(rank, key=rank.__getitem__)
+    iters = {name: np.full(n, -1, dtype=np.int64) for name in names}
+    elems = {name: np.full(n, None, dtype=object) for name in names}
+    for pos, chain in filled:
+        for name, it, vals in chain:
+            iters[name][pos] = it + 1
+            elems[name][pos] = vals
     cols: dict[str, Any] = {}
     for name in names:
         it = iters[name]
@@ -221,7 +223,7 @@ def _dimensions(wide: pd.DataFrame, loops: dict, elements: dict) -> pd.DataFrame
         cols[name] = pd.arrays.IntegerArray(np.where(missing, 0, it), missing) \
             if missing.any() else it
         vals = elems[name]
-        cols[f"{name}_value"] = pd.array(vals, dtype=_object_dtype(vals[vals != None]))  # noqa: E711
+        cols[f"{name}_value"] = pd.array(vals, dtype=_object_dtype(vals[~missing]))
     return pd.DataFrame(cols, index=pd.RangeIndex(n))
 
 
