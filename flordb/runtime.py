@@ -30,7 +30,7 @@ from flordb.store.writer import Batch
 #: Values per sealed chunk of one series.
 CHUNK = 1 << 16
 #: Pending sealed values that force a flush, whatever the timer says.
-FLUSH_VALUES = 1 << 20
+FLUSH_VALUES = 1 << 18
 _SCALARS = frozenset((int, float, str, bool))
 _BIG_ENDIAN = sys.byteorder == "big"
 

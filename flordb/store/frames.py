@@ -65,7 +65,7 @@ def _columns(conn: Any, names: list[str], top_only: bool) -> pd.DataFrame:
     numeric: dict[str, list[tuple]] = defaultdict(list)
     for row in conn.execute(
             f"SELECT name, run_id, loop_id, seq, dtype, iters, vals FROM series"
-            f" WHERE name IN ({marks}){where_top} ORDER BY seq", names):
+            f" WHERE name IN ({marks}){where_top} ORDER BY run_id, loop_id, seq", names):
         numeric[row[0]].append(row[1:])
     other: dict[str, list[tuple]] = defaultdict(list)
     for name, run, loop_id, it, seq, value, vtype, text in conn.execute(
@@ -103,11 +103,25 @@ def _column(name: str, chunks: list[tuple], rows: list[tuple]) -> pd.DataFrame:
     value = _concat_values(parts["value"])
     if isinstance(value, np.ndarray) and value.dtype.kind == "i":
         value = pd.arrays.IntegerArray(value, np.zeros(len(value), dtype=bool))  # holes stay int
-    frame = pd.DataFrame({**cols, name: value})
-    if len(parts["value"]) > 1 or rows:
-        frame = frame.sort_values("seq", kind="stable")
-    frame = frame.drop_duplicates(KEY, keep="last").drop(columns="seq")
-    return frame.set_index(KEY)
+    run, loop_id, it = cols["run_id"], cols["loop_id"], cols["iter"]
+    if rows or not _is_sorted(run, loop_id, it):
+        order = np.lexsort((cols["seq"], it, loop_id, run))
+        run, loop_id, it, value = run[order], loop_id[order], it[order], value[order]
+    # Keys are now sorted with equal keys in logging order: keep the last of each.
+    last = np.ones(len(run), dtype=bool)
+    last[:-1] = (run[1:] != run[:-1]) | (loop_id[1:] != loop_id[:-1]) | (it[1:] != it[:-1])
+    if not last.all():
+        run, loop_id, it, value = run[last], loop_id[last], it[last], value[last]
+    index = pd.MultiIndex.from_arrays([run, loop_id, it], names=KEY)
+    return pd.DataFrame({name: value}, index=index)
+
+
+def _is_sorted(run: np.ndarray, loop_id: np.ndarray, it: np.ndarray) -> bool:
+    """Whether ``(run, loop_id, it)`` is lexicographically non-decreasing."""
+    if len(run) < 2:
+        return True
+    dr, dl, di = np.diff(run), np.diff(loop_id), np.diff(it)
+    return bool(np.all((dr > 0) | ((dr == 0) & ((dl > 0) | ((dl == 0) & (di >= 0))))))
 
 
 def _object_array(vals: Sequence[Any]) -> np.ndarray:
@@ -211,19 +225,30 @@ def _dimensions(wide: pd.DataFrame, loops: dict, elements: dict) -> pd.DataFrame
         filled.append((pos, chain))
     names = sorted(rank, key=rank.__getitem__)
     iters = {name: np.full(n, -1, dtype=np.int64) for name in names}
-    elems = {name: np.full(n, None, dtype=object) for name in names}
+    kinds: dict[str, set[str]] = {name: set() for name in names}
+    for _, chain in filled:
+        for name, _, vals in chain:
+            kinds[name].add(vals.dtype.kind)
+    elems = {name: np.zeros(n, dtype=np.int64 if kinds[name] == {"i"} else
+                            np.float64 if kinds[name] <= {"i", "f"} else object)
+             for name in names}
     for pos, chain in filled:
         for name, it, vals in chain:
             iters[name][pos] = it + 1
             elems[name][pos] = vals
     cols: dict[str, Any] = {}
     for name in names:
-        it = iters[name]
+        it, vals = iters[name], elems[name]
         missing = it < 0
-        cols[name] = pd.arrays.IntegerArray(np.where(missing, 0, it), missing) \
-            if missing.any() else it
-        vals = elems[name]
-        cols[f"{name}_value"] = pd.array(vals, dtype=_object_dtype(vals[~missing]))
+        if not missing.any():
+            cols[name], cols[f"{name}_value"] = it, vals
+        elif vals.dtype.kind == "i":
+            cols[name] = pd.arrays.IntegerArray(np.where(missing, 0, it), missing)
+            cols[f"{name}_value"] = pd.arrays.IntegerArray(vals, missing)
+        else:
+            cols[name] = pd.arrays.IntegerArray(np.where(missing, 0, it), missing)
+            vals[missing] = np.nan if vals.dtype.kind == "f" else None
+            cols[f"{name}_value"] = vals
     return pd.DataFrame(cols, index=pd.RangeIndex(n))
 
 
@@ -231,10 +256,18 @@ def _elements_at(loop: tuple, listed: list | None, it: np.ndarray) -> np.ndarray
     """Element values of one loop instance at 0-based iterations ``it``."""
     r0, rstep = loop[4], loop[5]
     if r0 is not None:
-        return (r0 + rstep * it).astype(object)
-    vals = np.empty(len(listed or ()) + 1, dtype=object)
-    vals[:-1] = listed or []
-    return vals[np.minimum(it, len(vals) - 1)]
+        return r0 + rstep * it
+    listed = listed or []
+    vals = np.empty(len(listed) + 1, dtype=object)  # the extra None: iterations not flushed
+    vals[:-1] = listed
+    picked = vals[np.minimum(it, len(listed))]
+    types = {type(v) for v in picked}
+    try:
+        if types == {int} or types == {float}:
+            return picked.astype(np.int64 if types == {int} else np.float64)
+    except OverflowError:
+        pass  # ints beyond int64 stay Python ints
+    return picked
 
 
 def _identity(wide: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
