@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import sys
 from importlib import metadata
+
+
+def fingerprint() -> str:
+    """A cheap key that changes when the interpreter or an installed package changes.
+
+    It hashes the interpreter and the modification times of the directories on ``sys.path``
+    (installing or removing a distribution adds or removes entries in one of them), so a run
+    can reuse the environment record of an earlier run without listing every distribution.
+    """
+    parts = [sys.executable, sys.version]
+    for entry in sys.path:
+        try:
+            parts.append(f"{entry}:{os.stat(entry or '.').st_mtime_ns}")
+        except OSError:
+            continue
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def capture() -> tuple[str, str]:

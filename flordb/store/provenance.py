@@ -18,16 +18,20 @@ def snapshot_ref(projid: str, tstamp: str, run_id: int) -> str:
 def record(root: Path, in_git: bool, projid: str, tstamp: str, filename: str,
            run_id: int) -> None:
     """Snapshot the code (when in git) and store the environment on the run's row."""
-    env_hash, env_json = environment.capture()
     snap = None
     if in_git:
         snap = snapshot.take(root, snapshot_ref(projid, tstamp, run_id),
                              f"flordb snapshot: {filename} run {run_id} at {tstamp}")
     conn = connect_writer(root)
     try:
+        key = environment.fingerprint()
+        known = conn.execute("SELECT env_hash FROM environments WHERE fingerprint = ?",
+                             (key,)).fetchone()
+        env_hash, env_json = (known[0], None) if known else environment.capture()
         with write_transaction(conn):
-            conn.execute("INSERT OR IGNORE INTO environments (env_hash, env) VALUES (?, ?)",
-                         (env_hash, env_json))
+            if not known:
+                conn.execute("INSERT OR IGNORE INTO environments (env_hash, env, fingerprint)"
+                             " VALUES (?, ?, ?)", (env_hash, env_json, key))
             conn.execute(
                 "UPDATE runs SET env_hash = ?, snapshot = ?, git_head = ?, git_dirty = ?"
                 " WHERE run_id = ?",

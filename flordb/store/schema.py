@@ -25,9 +25,11 @@ import sqlite3
 
 _V1 = """
 CREATE TABLE environments (
-    env_hash TEXT PRIMARY KEY,
-    env      TEXT NOT NULL
+    env_hash    TEXT PRIMARY KEY,
+    env         TEXT NOT NULL,
+    fingerprint TEXT
 );
+CREATE INDEX environments_fingerprint ON environments (fingerprint);
 CREATE TABLE runs (
     run_id      INTEGER PRIMARY KEY,
     projid      TEXT NOT NULL,
