@@ -32,7 +32,8 @@ def workload(cwd: Path, *args: str, python: str = sys.executable) -> dict:
     env = {**os.environ, "FLORDB_ECHO": "0"}
     proc = subprocess.run([python, str(HERE / "_workload.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, check=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{"mode"')]
+    return json.loads(lines[-1])  # other systems print after it, at exit
 
 
 def import_time(python: str = sys.executable, module: str = "flordb", repeat: int = 5) -> float:
