@@ -25,7 +25,8 @@ from flordb.runtime import RUNTIME as _rt
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["log", "arg", "loop", "checkpointing", "commit", "dataframe", "query"]
+__all__ = ["log", "arg", "loop", "checkpointing", "set_epsilon", "commit", "dataframe",
+           "query"]
 __version__ = "0.1.0"
 
 T = TypeVar("T")
@@ -90,13 +91,24 @@ def loop(name: str, iterable: Iterable[T]) -> Iterator[T]:
 def checkpointing(**objects: Any) -> Iterator[None]:
     """Enroll ``objects`` (torch modules/optimizers, arrays, frames, picklables) for checkpoints.
 
-    Checkpoints are taken at outermost-loop iteration boundaries while the block is active.
+    While the block is active, checkpoints of these objects and of the RNG states are taken at
+    outermost-loop iteration boundaries, as often as the overhead budget allows (see
+    :func:`set_epsilon`). Objects are restored in place by replay, so enroll mutable objects.
     """
     _rt.enroll(objects)
     try:
         yield
     finally:
         _rt.unenroll(objects)
+
+
+def set_epsilon(epsilon: float) -> None:
+    """Bound checkpoint cost to ``epsilon`` of compute time (default 1/15; ``$FLORDB_EPSILON``)."""
+    if not 0 < epsilon:
+        raise ValueError(f"epsilon must be positive, got {epsilon!r}")
+    _rt.epsilon = float(epsilon)
+    if _rt.checkpointer is not None:
+        _rt.checkpointer.epsilon = float(epsilon)
 
 
 def commit() -> None:

@@ -20,10 +20,13 @@ import signal
 import struct
 import sys
 import threading
+import time
 from array import array
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from flordb import checkpoint
+from flordb import state as _state
 from flordb import values as _values
 from flordb.store.writer import Batch
 
@@ -51,7 +54,7 @@ class Frame:
     """One loop instance (or, with ``loop_id == 0``, the run's top level)."""
 
     __slots__ = ("loop_id", "name", "parent", "depth", "i", "floats", "ints", "values",
-                 "values_from", "total")
+                 "values_from", "total", "t0")
 
     def __init__(self, loop_id: int, name: str, parent: Frame | None, depth: int) -> None:
         self.loop_id = loop_id
@@ -64,6 +67,7 @@ class Frame:
         self.values: list[Any] | None = None  # element values not yet flushed
         self.values_from = 0  # iteration index of values[0]
         self.total: int | None = None
+        self.t0 = time.perf_counter()
 
 
 class Runtime:
@@ -74,6 +78,8 @@ class Runtime:
         self.kwargs_read: set[str] = set()
         self.echo = os.environ.get("FLORDB_ECHO", "1") != "0"
         self.flush_interval = float(os.environ.get("FLORDB_FLUSH_S", "1.0"))
+        self.epsilon = checkpoint.default_epsilon()
+        self.enrolled: dict[str, tuple[Any, str]] = {}
         self.writer = None
         self.project = None
         self._hooks_installed = False
@@ -96,7 +102,8 @@ class Runtime:
         self.flush_due = False
         self.failed = False
         self.args: dict[str, Any] = {}
-        self.enrolled: dict[str, Any] = {}
+        self.timing: dict[tuple[str, int], list[float]] = {}
+        self.checkpointer: checkpoint.Checkpointer | None = None
         self._flushing = False
         self._terminate = False
         self._provenance: threading.Thread | None = None
@@ -193,6 +200,7 @@ class Runtime:
         self._inherited.append(self.writer)
         self.writer = None
         self._reset_run()
+        self.enrolled.clear()
 
     def commit(self) -> None:
         """End the active run durably; the next logging call starts a new run."""
@@ -215,6 +223,8 @@ class Runtime:
     def _end_run(self, status: str) -> None:
         for fr in list(self.live.values()):
             self._retire(fr, fr.i + 1)
+        if self.checkpointer is not None:
+            self.checkpointer.finish()
         self.flush()
         if self._timer_stop is not None:
             self._timer_stop.set()
@@ -316,8 +326,8 @@ class Runtime:
                     if values is not None:
                         values.append(x if type(x) in _SCALARS else _element(x))
                     yield x
-                    if self.flush_due:
-                        self._outer_boundary(fr)
+                    if self.flush_due or self.enrolled:
+                        self._outer_boundary(fr, n)
             else:
                 for x in iterable:
                     fr.i = n
@@ -368,6 +378,10 @@ class Runtime:
     def _retire(self, fr: Frame, n: int) -> None:
         """Move a finished loop instance's buffers into the pending batch."""
         del self.live[fr.loop_id]
+        t = self.timing.setdefault((fr.name, fr.depth), [0, 0, 0.0])
+        t[0] += 1
+        t[1] += n
+        t[2] += time.perf_counter() - fr.t0
         for table in (fr.floats, fr.ints):
             for s in table.values():
                 self._seal(fr, s)
@@ -381,10 +395,15 @@ class Runtime:
             fr.values_from += len(fr.values)
             del fr.values[:]  # in place: the loop generator holds this list
 
-    def _outer_boundary(self, fr: Frame) -> None:
-        if self.echo:
-            self._echo(fr)
-        self.flush()
+    def _outer_boundary(self, fr: Frame, done: int) -> None:
+        if self.enrolled:
+            if self.checkpointer is None:
+                self.checkpointer = checkpoint.Checkpointer(self.project_root(), self.epsilon)
+            self.checkpointer.boundary(self.run_id, fr, done, self.enrolled)
+        if self.flush_due:
+            if self.echo:
+                self._echo(fr)
+            self.flush()
 
     def _echo(self, fr: Frame) -> None:
         last: dict[str, Any] = {}
@@ -414,6 +433,7 @@ class Runtime:
                     for s in table.values():
                         self._seal(fr, s)
                 self._take_values(fr)
+            self.pending.timing = self._timing_rows()
             batch, self.pending = self.pending, Batch()
             self.pending_values = 0
             if batch:
@@ -427,6 +447,21 @@ class Runtime:
         if self._terminate:
             self._die_by_sigterm()
 
+    def _timing_rows(self) -> list[tuple]:
+        """``loop_timing`` rows: totals per loop; outer loops add checkpointer statistics."""
+        by_name = {}
+        if self.checkpointer is not None:
+            for ls in sorted(self.checkpointer.loops.values(), key=lambda x: x.loop_id):
+                by_name[ls.name] = ls
+        rows = []
+        for (name, depth), (instances, iterations, seconds) in self.timing.items():
+            ls = by_name.get(name) if depth == 1 else None
+            mean = ls.mean if ls else (seconds / iterations if iterations else None)
+            rows.append((name, depth, instances, iterations, seconds, mean,
+                         ls.std if ls else None, ls.count if ls else 0,
+                         ls.spent if ls else 0.0))
+        return rows
+
     # ----------------------------------------------------------------- checkpointing
     def enroll(self, objects: dict[str, Any]) -> None:
         """Enroll objects for checkpointing at outer-loop boundaries."""
@@ -434,7 +469,8 @@ class Runtime:
         clash = set(objects) & set(self.enrolled)
         if clash:
             raise ValueError(f"flor.checkpointing: already enrolled: {', '.join(sorted(clash))}")
-        self.enrolled.update(objects)
+        kinds = {name: _state.kind_of(obj) for name, obj in objects.items()}
+        self.enrolled.update({name: (obj, kinds[name]) for name, obj in objects.items()})
 
     def unenroll(self, names: Iterable[str]) -> None:
         for name in names:

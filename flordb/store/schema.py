@@ -17,6 +17,11 @@ Data model (see ``docs/store.md``):
   every ``flor.arg``, one row each.
 - ``series_rows``: the chunks of ``series`` unpacked into rows, filled lazily when SQL is asked
   for them (``flor.query``); ``logs`` is the view that unions both for SQL users.
+- ``checkpoints`` (v2): one row per enrolled object (and one for the RNG states) of each
+  checkpoint; ``iter`` is the outer-loop iteration whose *start* the state is. A checkpoint's
+  rows are inserted in one transaction after its object files are durable.
+- ``loop_timing`` (v2): per run and loop name, instances, iterations and seconds (and for
+  outer loops with checkpointing, per-iteration mean and spread and checkpoint cost).
 """
 
 from __future__ import annotations
@@ -115,8 +120,36 @@ CREATE VIEW logs AS
     FROM series AS s JOIN series_rows AS sr ON sr.chunk_id = s.chunk_id;
 """
 
+_V2 = """
+CREATE TABLE checkpoints (
+    run_id    INTEGER NOT NULL REFERENCES runs (run_id),
+    loop_id   INTEGER NOT NULL,
+    iter      INTEGER NOT NULL,
+    name      TEXT NOT NULL,
+    kind      TEXT NOT NULL CHECK (kind IN ('torch', 'numpy', 'pickle', 'rng')),
+    object    TEXT NOT NULL,
+    bytes     INTEGER NOT NULL,
+    capture_s REAL NOT NULL,
+    write_s   REAL NOT NULL,
+    PRIMARY KEY (run_id, loop_id, iter, name)
+) WITHOUT ROWID;
+CREATE TABLE loop_timing (
+    run_id       INTEGER NOT NULL REFERENCES runs (run_id),
+    name         TEXT NOT NULL,
+    depth        INTEGER NOT NULL,
+    instances    INTEGER NOT NULL,
+    iterations   INTEGER NOT NULL,
+    seconds      REAL NOT NULL,
+    iter_mean_s  REAL,
+    iter_std_s   REAL,
+    checkpoints  INTEGER NOT NULL DEFAULT 0,
+    checkpoint_s REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, name, depth)
+) WITHOUT ROWID;
+"""
+
 #: MIGRATIONS[i] takes the store from schema version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -27,10 +27,11 @@ class Batch:
     loop_values: list[tuple[int, int, str]] = field(default_factory=list)
     chunks: list[Chunk] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
+    timing: list[tuple] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.loops_new or self.loops_ended or self.loop_values or self.chunks
-                    or self.records)
+                    or self.records or self.timing)
 
     def n_values(self) -> int:
         return sum(c[4] for c in self.chunks) + len(self.records)
@@ -126,6 +127,12 @@ class RunWriter:
                     "INSERT INTO records (run_id, loop_id, iter, seq, name, value, vtype, repr,"
                     " kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(run, *row) for row in batch.records])
+            if batch.timing:
+                c.executemany(
+                    "INSERT OR REPLACE INTO loop_timing (run_id, name, depth, instances,"
+                    " iterations, seconds, iter_mean_s, iter_std_s, checkpoints, checkpoint_s)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(run, *row) for row in batch.timing])
             c.execute("UPDATE runs SET n_values = n_values + ? WHERE run_id = ?",
                       (batch.n_values(), run))
 

@@ -1,0 +1,250 @@
+"""Adaptive checkpoints at outer-loop boundaries, and restoring them.
+
+At the end of outer iteration ``k`` (``k`` iterations done) a checkpoint is taken only when
+
+    (checkpoints so far + 1) * M  <=  epsilon * (compute time so far)
+
+where ``M`` is the latest measured cost of a checkpoint on the training thread (its first value
+is estimated from the bytes to copy) and compute time is the loop's wall time minus the time
+spent checkpointing. Cheap state is therefore checkpointed every iteration and expensive state
+periodically, with checkpoint cost held under ``epsilon`` of compute (default 1/15; set with
+``flor.set_epsilon`` or ``$FLORDB_EPSILON``).
+
+The training thread only *captures* (tensors cloned to CPU, arrays copied, other objects
+pickled, RNG states read). A writer thread serializes the capture, stores its objects
+durably (:mod:`flordb.store.objects`) and then inserts the checkpoint's rows in one
+transaction, so a crash never leaves a checkpoint row whose objects are incomplete. At most one
+capture waits for the writer: a checkpoint due while one waits blocks until the writer takes it,
+and that wait counts in its cost ``M``, so a slow disk spaces checkpoints out.
+
+A checkpoint recorded for iteration ``i`` of a loop instance holds the state at the *start* of
+iteration ``i`` (0-based): after ``i`` iterations completed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import sqlite3
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flordb import state as _state
+from flordb.store import objects
+from flordb.store.db import connect_writer, store_dir, write_transaction
+
+DEFAULT_EPSILON = 1 / 15
+#: Copy throughput assumed for the first estimate of a checkpoint's cost (bytes per second).
+_ASSUMED_COPY_BPS = 1e9
+#: Captures at least this large are written by the writer thread; smaller ones are written on
+#: the training thread, where serializing them costs less than handing them over
+#: (``benchmarks/bench_checkpoint.py`` measures both).
+BACKGROUND_MIN_BYTES = 4 << 20
+
+
+def default_epsilon() -> float:
+    return float(os.environ.get("FLORDB_EPSILON", DEFAULT_EPSILON))
+
+
+@dataclass
+class _Capture:
+    run_id: int
+    loop_id: int
+    iteration: int
+    states: dict[str, tuple[str, Any]]  # name -> (kind, captured state)
+    capture_s: float
+    nbytes: int
+
+
+@dataclass
+class LoopStats:
+    """Checkpoint decisions and per-iteration timing for one outer loop instance."""
+
+    loop_id: int
+    name: str
+    t0: float
+    last: float
+    estimate: float
+    spent: float = 0.0
+    count: int = 0
+    iterations: int = 0
+    mean: float = 0.0
+    m2: float = 0.0  # Welford's sum of squared deviations of iteration times
+
+    def observe(self, duration: float) -> None:
+        self.iterations += 1
+        delta = duration - self.mean
+        self.mean += delta / self.iterations
+        self.m2 += delta * (duration - self.mean)
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / (self.iterations - 1)) if self.iterations > 1 else 0.0
+
+
+class Checkpointer:
+    """Takes checkpoints of enrolled objects under the adaptive rule; one per recording run."""
+
+    def __init__(self, root: Path, epsilon: float,
+                 background_min_bytes: int = BACKGROUND_MIN_BYTES) -> None:
+        self.root = root
+        self.store = store_dir(root)
+        objects.objects_dir(self.store).mkdir(parents=True, exist_ok=True)
+        self.epsilon = epsilon
+        self.background_min_bytes = background_min_bytes
+        self.loops: dict[int, LoopStats] = {}
+        self._queue: queue.Queue[_Capture | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._conn = connect_writer(root)
+        self._conn_lock = threading.Lock()  # small captures are written on the caller's thread
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._writer_loop, name="flordb-checkpoint", daemon=True)
+        self._thread.start()
+
+    def boundary(self, run_id: int, loop: Any, done: int,
+                 enrolled: dict[str, tuple[Any, str]]) -> bool:
+        """Called after outer iteration ``done - 1`` of ``loop`` (a runtime frame).
+
+        Returns whether a checkpoint was taken.
+        """
+        self._raise_writer_error()
+        now = time.perf_counter()
+        loop_id = loop.loop_id
+        stats = self.loops.get(loop_id)
+        if stats is None:
+            estimate = sum(_state.estimated_bytes(o, k) for o, k in enrolled.values())
+            stats = self.loops[loop_id] = LoopStats(
+                loop_id, loop.name, loop.t0, loop.t0, estimate / _ASSUMED_COPY_BPS)
+            # One-time costs (numpy creates its global generator on first read) are paid
+            # here, counted as overhead but kept out of the estimate of later checkpoints.
+            _state.capture_rng()
+            warm = time.perf_counter() - now
+            stats.spent += warm
+            now += warm
+        stats.observe(now - stats.last)
+        stats.last = now
+        compute = now - stats.t0 - stats.spent
+        if (stats.count + 1) * stats.estimate > self.epsilon * compute:
+            return False
+        cap = self._capture(run_id, loop_id, done, enrolled)
+        if cap.nbytes >= self.background_min_bytes:
+            self._queue.put(cap)
+        else:
+            self._write(cap)
+        elapsed = time.perf_counter() - now
+        stats.estimate = elapsed
+        stats.spent += elapsed
+        stats.count += 1
+        stats.last = time.perf_counter()  # the next iteration starts after the checkpoint
+        return True
+
+    @staticmethod
+    def _capture(run_id: int, loop_id: int, iteration: int,
+                 enrolled: dict[str, tuple[Any, str]]) -> _Capture:
+        t = time.perf_counter()
+        states = {name: (kind, _state.capture(obj, kind)) for name, (obj, kind) in
+                  enrolled.items()}
+        states[_state.RNG_KEY] = ("rng", _state.capture_rng())
+        nbytes = sum(_state.captured_bytes(s) for name, (_, s) in states.items()
+                     if name != _state.RNG_KEY)
+        return _Capture(run_id, loop_id, iteration, states, time.perf_counter() - t, nbytes)
+
+    def _writer_loop(self) -> None:
+        while True:
+            cap = self._queue.get()
+            try:
+                if cap is None:
+                    return
+                self._write(cap)
+            except BaseException as exc:  # re-raised on the training thread
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _write(self, cap: _Capture) -> None:
+        t = time.perf_counter()
+        rows = []
+        for name, (kind, captured) in cap.states.items():
+            data = _state.serialize(captured, kind)
+            rows.append((cap.run_id, cap.loop_id, cap.iteration, name, kind,
+                         objects.put(self.store, data), len(data), cap.capture_s))
+        write_s = time.perf_counter() - t
+        with self._conn_lock, write_transaction(self._conn):
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO checkpoints (run_id, loop_id, iter, name, kind, object,"
+                " bytes, capture_s, write_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*row, write_s) for row in rows])
+
+    def finish(self) -> None:
+        """Wait for pending writes; raise the first writer error, if any."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._raise_writer_error()
+
+    def _raise_writer_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"flordb: writing a checkpoint failed: {error}") from error
+
+
+# --------------------------------------------------------------------- restore (used by replay)
+@dataclass
+class Checkpoint:
+    """A stored checkpoint: the state at the start of ``iteration`` of a loop instance."""
+
+    run_id: int
+    loop_id: int
+    iteration: int
+    states: dict[str, tuple[str, Any]] = field(default_factory=dict)
+
+
+def available(conn: sqlite3.Connection, run_id: int, loop_id: int) -> list[int]:
+    """Iterations (ascending) of the loop instance that have a checkpoint."""
+    return [r[0] for r in conn.execute(
+        "SELECT DISTINCT iter FROM checkpoints WHERE run_id = ? AND loop_id = ? ORDER BY iter",
+        (run_id, loop_id))]
+
+
+def load(root: Path, conn: sqlite3.Connection, run_id: int, loop_id: int,
+         iteration: int) -> Checkpoint | None:
+    """The nearest intact checkpoint at or before the start of ``iteration``, or None.
+
+    A checkpoint whose object files are missing or fail their hash is skipped (with a warning)
+    in favour of an earlier one: a damaged checkpoint is never restored.
+    """
+    store = store_dir(root)
+    for it in reversed([i for i in available(conn, run_id, loop_id) if i <= iteration]):
+        rows = conn.execute(
+            "SELECT name, kind, object FROM checkpoints WHERE run_id = ? AND loop_id = ?"
+            " AND iter = ?", (run_id, loop_id, it)).fetchall()
+        try:
+            states = {name: (kind, _state.deserialize(objects.get(store, digest), kind))
+                      for name, kind, digest in rows}
+        except (OSError, objects.CorruptObjectError) as exc:
+            print(f"flordb: skipping damaged checkpoint of run {run_id} at iteration {it}: "
+                  f"{exc}", file=sys.stderr)
+            continue
+        return Checkpoint(run_id, loop_id, it, states)
+    return None
+
+
+def apply(checkpoint: Checkpoint, objects_now: dict[str, Any]) -> None:
+    """Restore ``objects_now`` (name -> the live object) and the RNG states in place."""
+    missing = set(objects_now) - set(checkpoint.states)
+    if missing:
+        raise KeyError(f"the checkpoint at iteration {checkpoint.iteration} has no "
+                       f"{', '.join(sorted(missing))}")
+    for name, obj in objects_now.items():
+        kind, captured = checkpoint.states[name]
+        _state.restore(obj, captured, kind)
+    _state.restore_rng(checkpoint.states[_state.RNG_KEY][1])

@@ -1,0 +1,187 @@
+"""Copying, serializing and restoring in place the objects enrolled for checkpoints.
+
+Three kinds of object, told apart without importing torch unless the user already has:
+
+- ``torch``: anything with ``state_dict`` and ``load_state_dict`` (modules, optimizers, LR
+  schedulers). The state dict is copied with every tensor cloned to CPU memory and saved with
+  ``torch.save``; restore is ``load_state_dict``.
+- ``numpy``: an ``ndarray``, copied, saved with ``numpy.save``; restored by assignment into the
+  same array (shape and dtype must match).
+- ``pickle``: everything else, pickled with cloudpickle at capture time; restored in place for
+  ``list``, ``dict``, ``set``, ``bytearray`` and objects with a ``__dict__`` (pandas objects
+  included).
+
+The RNG states that decide what the next iteration computes are captured beside them: Python's
+``random``, numpy's legacy global generator, and torch's CPU and (when initialized) CUDA
+generators, each only when its module is already imported. Capturing never draws from them.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import random
+import sys
+from typing import Any
+
+RNG_KEY = "__rng__"
+_IMMUTABLE = (int, float, complex, str, bytes, tuple, frozenset, bool, type(None))
+
+
+class NotRestorableError(TypeError):
+    """An enrolled object that cannot be restored in place."""
+
+
+def kind_of(obj: Any) -> str:
+    """``"torch"``, ``"numpy"`` or ``"pickle"``; raises for objects that cannot be restored."""
+    if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict"):
+        return "torch"
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(obj, np.ndarray):
+        return "numpy"
+    if isinstance(obj, _IMMUTABLE):
+        raise NotRestorableError(
+            f"a {type(obj).__name__} cannot be restored in place: enroll a mutable object "
+            "(a dict, a list, an object with attributes) that holds it")
+    return "pickle"
+
+
+def capture(obj: Any, kind: str) -> Any:
+    """A copy of ``obj``'s state, independent of later training steps."""
+    if kind == "torch":
+        return _copy_tree(obj.state_dict())
+    if kind == "numpy":
+        return obj.copy()
+    import cloudpickle
+
+    return cloudpickle.dumps(obj)
+
+
+def _copy_tree(value: Any) -> Any:
+    """Deep copy of a state dict: tensors cloned to CPU, containers rebuilt, scalars shared."""
+    if isinstance(value, dict):
+        return type(value)((k, _copy_tree(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copy_tree(v) for v in value)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        t = value.detach()
+        return t.clone() if t.device.type == "cpu" else t.to("cpu")
+    import copy
+
+    return copy.deepcopy(value)
+
+
+def serialize(state: Any, kind: str) -> bytes:
+    """Bytes of a captured state."""
+    if kind == "torch":
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        return buf.getvalue()
+    if kind == "numpy":
+        import numpy as np
+
+        buf = io.BytesIO()
+        np.save(buf, state, allow_pickle=state.dtype.hasobject)
+        return buf.getvalue()
+    if kind == "rng":
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    return state  # pickle: captured as bytes already
+
+
+def deserialize(data: bytes, kind: str) -> Any:
+    """The captured state back from :func:`serialize`'s bytes."""
+    if kind == "torch":
+        import torch
+
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    if kind == "numpy":
+        import numpy as np
+
+        return np.load(io.BytesIO(data), allow_pickle=True)
+    return pickle.loads(data)
+
+
+def restore(obj: Any, state: Any, kind: str) -> None:
+    """Put ``state`` back into ``obj`` in place (the script keeps its references)."""
+    if kind == "torch":
+        obj.load_state_dict(state)
+        return
+    if kind == "numpy":
+        if obj.shape != state.shape or obj.dtype != state.dtype:
+            raise NotRestorableError(
+                f"array changed shape/dtype since the checkpoint: {obj.shape} {obj.dtype} vs "
+                f"{state.shape} {state.dtype}")
+        obj[...] = state
+        return
+    saved = pickle.loads(state) if isinstance(state, bytes) else state
+    if isinstance(obj, (list, bytearray)):
+        obj[:] = saved
+    elif isinstance(obj, dict):
+        obj.clear()
+        obj.update(saved)
+    elif isinstance(obj, set):
+        obj.clear()
+        obj.update(saved)
+    elif hasattr(obj, "__dict__"):
+        obj.__dict__.clear()
+        obj.__dict__.update(saved.__dict__)
+    else:
+        raise NotRestorableError(f"cannot restore a {type(obj).__name__} in place")
+
+
+def capture_rng() -> dict[str, Any]:
+    """The states of the random generators the user's code may draw from."""
+    states: dict[str, Any] = {"random": random.getstate()}
+    np = sys.modules.get("numpy")
+    if np is not None:
+        states["numpy"] = np.random.get_state()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        states["torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng(states: dict[str, Any]) -> None:
+    """Set the generators back to ``states`` (from :func:`capture_rng`)."""
+    random.setstate(states["random"])
+    if "numpy" in states:
+        import numpy as np
+
+        np.random.set_state(states["numpy"])
+    if "torch" in states:
+        import torch
+
+        torch.set_rng_state(states["torch"])
+        if "cuda" in states:
+            torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def estimated_bytes(obj: Any, kind: str) -> int:
+    """Bytes a capture of ``obj`` copies, without copying (0 when unknown before pickling)."""
+    if kind == "torch":
+        return _nbytes(obj.state_dict())
+    if kind == "numpy":
+        return int(obj.nbytes)
+    return 0
+
+
+def captured_bytes(state: Any) -> int:
+    """Bytes held by a captured state."""
+    return len(state) if isinstance(state, bytes) else _nbytes(state)
+
+
+def _nbytes(state: Any) -> int:
+    if hasattr(state, "nbytes"):
+        return int(state.nbytes)
+    if hasattr(state, "element_size") and hasattr(state, "nelement"):
+        return int(state.element_size() * state.nelement())
+    if isinstance(state, dict):
+        return sum(_nbytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_nbytes(v) for v in state)
+    return 0

@@ -1,0 +1,53 @@
+"""Content-addressed object files under ``.flor/objects/``.
+
+An object is stored at ``objects/<sha256[:2]>/<sha256>``. It is written to a temporary file in
+the same directory and renamed into place, so a killed process leaves at most a temporary file
+that nothing refers to; identical bytes are stored once. Files are not fsynced (that would put
+milliseconds of disk latency on every checkpoint): after a power loss a file may be torn, and
+that is why every read verifies the hash, so a torn object is detected, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+class CorruptObjectError(IOError):
+    """An object file whose bytes no longer match its name."""
+
+
+def objects_dir(store: Path) -> Path:
+    return store / "objects"
+
+
+def put(store: Path, data: bytes) -> str:
+    """Store ``data`` (if not present) and return its sha256."""
+    digest = hashlib.sha256(data).hexdigest()
+    final = objects_dir(store) / digest[:2] / digest
+    if final.exists():
+        return digest
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return digest
+
+
+def get(store: Path, digest: str) -> bytes:
+    """The bytes of object ``digest``; raises :class:`CorruptObjectError` if they changed."""
+    path = objects_dir(store) / digest[:2] / digest
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise CorruptObjectError(f"object {path} does not match its hash")
+    return data
