@@ -1,0 +1,1 @@
+"""Hindsight logging: carry new ``flor.log`` statements into past versions of a script."""

@@ -1,0 +1,401 @@
+"""Carry ``flor.log`` statements from today's script into a past version of it.
+
+:func:`propagate` finds the requested ``flor.log`` statements in the new source (by logged
+name or line), matches the two versions with GumTree, and inserts each statement into the old
+source after the image of its nearest matched preceding sibling (else at the head of the image
+of its enclosing block), with variables renamed through the mapping. Everything else in the old
+source, comments and formatting included, is left byte-for-byte as it was. A statement that
+cannot be placed with confidence is reported with the reason and left out, never guessed.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
+
+from flordb.hindsight.cst_tree import is_block, to_tree
+from flordb.hindsight.gumtree import Mapping, Tree, match
+
+_MODULES = ("flordb", "flor")
+_LOOPS = ("For", "While", "With", "FunctionDef", "If", "Try")
+
+
+class ParseError(ValueError):
+    """A source that is not valid Python."""
+
+
+@dataclass
+class Placement:
+    """What happened to one statement: ``placed``, ``present`` or ``failed`` (with why)."""
+
+    name: str | None
+    new_line: int
+    code: str
+    status: str
+    reason: str = ""
+    old_line: int | None = None
+
+    def describe(self) -> str:
+        where = f"line {self.old_line}" if self.old_line else ""
+        what = f"{self.name!r} (new line {self.new_line})" if self.name else \
+            f"line {self.new_line}"
+        return " ".join(p for p in (f"{self.status}:", what, where and f"-> old {where}",
+                                    self.reason and f"- {self.reason}") if p)
+
+
+@dataclass
+class PropagationResult:
+    """The patched old source, one :class:`Placement` per statement, and the mapping."""
+
+    source: str
+    placements: list[Placement]
+    mapping: Mapping = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return all(p.status != "failed" for p in self.placements)
+
+
+@dataclass
+class _Parsed:
+    module: cst.Module
+    tree: Tree
+    nodes: dict[int, Tree]  # id(libcst node) -> its Tree
+    parents: dict
+    positions: dict
+    aliases: set[str]  # names bound to the flordb module
+    log_names: set[str]  # names bound to flordb.log
+
+
+def _parse(source: str, what: str) -> _Parsed:
+    try:
+        wrapper = MetadataWrapper(cst.parse_module(source))
+    except cst.ParserSyntaxError as exc:
+        raise ParseError(f"{what} does not parse: {str(exc).splitlines()[0]} "
+                         f"(line {exc.raw_line})") from None
+    parents = wrapper.resolve(ParentNodeProvider)
+    positions = wrapper.resolve(PositionProvider)
+    module = wrapper.module
+    tree = to_tree(module)
+    nodes = {id(t.origin): t for t in tree.preorder()}
+    aliases, log_names = _flordb_bindings(module)
+    return _Parsed(module, tree, nodes, parents, positions, aliases, log_names)
+
+
+def _flordb_bindings(module: cst.Module) -> tuple[set[str], set[str]]:
+    aliases: set[str] = set()
+    log_names: set[str] = set()
+
+    class Visitor(cst.CSTVisitor):
+        def visit_Import(self, node: cst.Import) -> None:
+            for alias in node.names:
+                name = _dotted(alias.name)
+                if name in _MODULES:
+                    aliases.add(_dotted(alias.asname.name) if alias.asname else name)
+
+        def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+            if node.module is None or _dotted(node.module) not in _MODULES \
+                    or isinstance(node.names, cst.ImportStar):
+                return
+            for alias in node.names:
+                if _dotted(alias.name) == "log":
+                    log_names.add(_dotted(alias.asname.name) if alias.asname else "log")
+
+    module.visit(Visitor())
+    return aliases, log_names
+
+
+def _dotted(node: cst.BaseExpression) -> str:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        return f"{_dotted(node.value)}.{node.attr.value}"
+    return ""
+
+
+def _log_calls(parsed: _Parsed) -> list[tuple[cst.Call, str | None]]:
+    """Every ``flor.log(...)`` call with its logged name (None when not a literal)."""
+    calls = []
+    for t in parsed.tree.preorder():
+        node = t.origin
+        if not isinstance(node, cst.Call):
+            continue
+        func = node.func
+        is_log = (isinstance(func, cst.Attribute) and func.attr.value == "log"
+                  and _dotted(func.value) in parsed.aliases) or \
+                 (isinstance(func, cst.Name) and func.value in parsed.log_names)
+        if is_log:
+            calls.append((node, _logged_name(node)))
+    return calls
+
+
+def _logged_name(call: cst.Call) -> str | None:
+    for arg in call.args:
+        if arg.keyword is None or arg.keyword.value == "name":
+            if isinstance(arg.value, cst.SimpleString):
+                value = arg.value.evaluated_value
+                return value if isinstance(value, str) else None
+            return None
+    return None
+
+
+def _statement_of(parsed: _Parsed, node: cst.CSTNode) -> cst.BaseStatement | None:
+    """The smallest statement holding ``node`` that sits directly in a block."""
+    while node is not None:
+        parent = parsed.parents.get(node)
+        if isinstance(node, cst.BaseStatement) and isinstance(parent,
+                                                               (cst.Module, cst.IndentedBlock)):
+            return node
+        node = parent
+    return None
+
+
+def find_statements(source: str, names: Iterable[str] = (),
+                    lines: Iterable[int] = ()) -> list[tuple[str | None, int, str]]:
+    """``(logged name, line, code)`` of the statements :func:`propagate` would carry."""
+    parsed = _parse(source, "the new version")
+    return [(name, parsed.positions[stmt].start.line, parsed.module.code_for_node(stmt).strip())
+            for stmt, name in _select(parsed, list(names), list(lines))]
+
+
+def _select(parsed: _Parsed, names: list[str],
+            lines: list[int]) -> list[tuple[cst.BaseStatement, str | None]]:
+    chosen: dict[int, tuple[cst.BaseStatement, str | None]] = {}
+    for call, name in _log_calls(parsed):
+        stmt = _statement_of(parsed, call)
+        if stmt is None:
+            continue
+        pos = parsed.positions[stmt]
+        call_pos = parsed.positions[call]
+        wanted = (name is not None and name in names) or any(
+            pos.start.line <= n <= pos.end.line or call_pos.start.line == n for n in lines)
+        if wanted and id(stmt) not in chosen:
+            chosen[id(stmt)] = (stmt, name)
+    return sorted(chosen.values(), key=lambda sn: parsed.positions[sn[0]].start.line)
+
+
+def propagate(new_source: str, old_source: str, names: Sequence[str] = (),
+              lines: Sequence[int] = (), min_height: int = 2, min_dice: float = 0.5,
+              max_size: int = 100) -> PropagationResult:
+    """Insert the selected ``flor.log`` statements of ``new_source`` into ``old_source``."""
+    new = _parse(new_source, "the new version")
+    old = _parse(old_source, "the old version")
+    mapping = match(new.tree, old.tree, min_height, min_dice, max_size,
+                    renamable=frozenset({"Name"}))
+    placements: list[Placement] = []
+    plan: dict[int, list[tuple[int, int, cst.BaseStatement]]] = {}
+    inserted: list[tuple[Placement, cst.BaseStatement]] = []
+    selected = _select(new, list(names), list(lines))
+    missing = set(names) - {n for _, n in selected}
+    for order, (stmt, name) in enumerate(selected):
+        code = new.module.code_for_node(stmt).strip()
+        placement = Placement(name, new.positions[stmt].start.line, code, "failed")
+        placements.append(placement)
+        try:
+            block, index, patched = _place(new, old, mapping, stmt)
+        except _Unplaceable as exc:
+            placement.reason = str(exc)
+            continue
+        if patched is None:
+            placement.status = "present"
+            placement.old_line = old.positions[block.body[index]].start.line
+            continue
+        placement.status = "placed"
+        plan.setdefault(id(block), []).append((index, order, patched))
+        inserted.append((placement, patched))
+    for name in sorted(missing):
+        placements.append(Placement(name, 0, "", "failed",
+                                    "no flor.log of this name in the new version"))
+    module = old.module
+    if plan:
+        module = module.visit(_Insert(plan))
+        module = _add_import(module, new, old, [s for _, s in inserted])
+        positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+        for placement, stmt in inserted:
+            placement.old_line = positions[stmt].start.line
+    return PropagationResult(module.code, placements, mapping)
+
+
+class _Unplaceable(Exception):
+    """Raised with the reason a statement cannot be placed with confidence."""
+
+
+def _place(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatement
+           ) -> tuple[cst.CSTNode, int, cst.BaseStatement | None]:
+    """``(old block node, index, statement to insert or None if already present)``."""
+    s_tree = new.nodes[id(stmt)]
+    block_new = s_tree.parent
+    pos = block_new.children.index(s_tree)
+    block_image = mapping.dst(block_new)
+    anchor_block, index = None, None
+    for sibling in reversed(block_new.children[:pos]):
+        image = mapping.dst(sibling)
+        if image is None or image.parent is None or not is_block(image.parent):
+            continue
+        if block_image is not None and image.parent is not block_image:
+            raise _Unplaceable(
+                f"its preceding statement and its block map to different places in the old "
+                f"version (lines {old.positions[image.origin].start.line} and "
+                f"{old.positions[block_image.origin].start.line})")
+        anchor_block, index = image.parent, image.parent.children.index(image) + 1
+        break
+    if anchor_block is None:
+        if block_image is None or not is_block(block_image):
+            raise _Unplaceable("neither a preceding statement nor its enclosing block has a "
+                               "counterpart in the old version")
+        anchor_block, index = block_image, 0
+    _check_enclosing(new, old, mapping, block_new, anchor_block)
+    patched = _rename(new, old, mapping, stmt, s_tree)
+    patched = patched.with_changes(leading_lines=[])
+    code = cst.Module(body=[patched]).code.strip()
+    image = mapping.dst(s_tree)
+    old_body = anchor_block.origin.body
+    for i, candidate in enumerate(old_body):
+        if old.module.code_for_node(candidate).strip() == code:
+            return anchor_block.origin, i, None
+    if image is not None and image.parent is anchor_block:
+        old_names = {n for c, n in _log_calls_in(old, image)}
+        new_names = {n for c, n in _log_calls_in(new, s_tree)}
+        if new_names and new_names <= old_names:
+            return anchor_block.origin, anchor_block.children.index(image), None
+    return anchor_block.origin, index, patched
+
+
+def _log_calls_in(parsed: _Parsed, tree: Tree) -> list[tuple[cst.Call, str | None]]:
+    inside = {id(t.origin) for t in tree.preorder()}
+    return [(c, n) for c, n in _log_calls(parsed) if id(c) in inside]
+
+
+def _check_enclosing(new: _Parsed, old: _Parsed, mapping: Mapping, block_new: Tree,
+                     anchor_block: Tree) -> None:
+    """Every matched loop/with/def/if enclosing the statement must enclose its new place."""
+    enclosing_old = {id(a) for a in (anchor_block, *anchor_block.ancestors())}
+    for a in (block_new, *block_new.ancestors()):
+        if a.label not in _LOOPS:
+            continue
+        image = mapping.dst(a)
+        if image is not None and id(image) not in enclosing_old:
+            raise _Unplaceable(
+                f"its enclosing {a.label.lower()} (new line {new.positions[a.origin].start.line}"
+                f") maps to old line {old.positions[image.origin].start.line}, which does not "
+                f"enclose the insertion point")
+
+
+def _variables(tree: Tree) -> list[Tree]:
+    """Name nodes of ``tree`` that are variables: not attributes, keywords or import names."""
+    out = []
+    for t in tree.preorder():
+        if t.label != "Name" or t.parent is None:
+            continue
+        parent = t.parent.origin
+        if isinstance(parent, cst.Attribute) and parent.attr is t.origin:
+            continue
+        if isinstance(parent, cst.Arg) and parent.keyword is t.origin:
+            continue
+        if isinstance(parent, (cst.ImportAlias, cst.AsName, cst.ImportFrom)):
+            continue
+        out.append(t)
+    return out
+
+
+def _bound_inside(tree: Tree) -> set[str]:
+    bound = set()
+    for t in tree.preorder():
+        if isinstance(t.origin, cst.CompFor):
+            bound.update(n.value for n in to_tree(t.origin.target).preorder()
+                         if n.label == "Name")
+        if isinstance(t.origin, cst.Param):
+            bound.add(t.origin.name.value)
+    return bound
+
+
+def _rename(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatement,
+            s_tree: Tree) -> cst.BaseStatement:
+    """``stmt`` with each variable renamed to what the mapping says the old version calls it."""
+    skip = new.aliases | new.log_names | _bound_inside(s_tree)
+    inside = {id(t) for t in s_tree.preorder()}
+    scope = next((a for a in s_tree.ancestors() if a.label in ("FunctionDef", "Lambda")),
+                 new.tree)
+    occurrences: dict[str, Counter] = {}
+    for t in _variables(scope):
+        if id(t) in inside or t.value in skip:
+            continue
+        image = mapping.dst(t)
+        if image is not None and image.label == "Name":
+            occurrences.setdefault(t.value, Counter())[image.value] += 1
+    old_names = {t.value for t in _variables(old.tree)}
+    renames = {}
+    for t in _variables(s_tree):
+        name = t.value
+        if name in skip or name in renames:
+            continue
+        votes = occurrences.get(name)
+        if votes:
+            renames[name] = votes.most_common(1)[0][0]
+        elif name not in old_names and not hasattr(builtins, name):
+            raise _Unplaceable(f"variable {name!r} has no counterpart in the old version")
+    renames = {k: v for k, v in renames.items() if k != v}
+    if not renames:
+        return stmt
+    targets = {id(t.origin) for t in _variables(s_tree) if t.value in renames}
+
+    class Renamer(cst.CSTTransformer):
+        def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.Name:
+            if id(original) in targets:
+                return updated.with_changes(value=renames[original.value])
+            return updated
+
+    return stmt.visit(Renamer())
+
+
+def _add_import(module: cst.Module, new: _Parsed, old: _Parsed,
+                statements: list[cst.BaseStatement]) -> cst.Module:
+    """Add the new version's flordb import when the old one lacks what the statements use."""
+    used = set()
+    for stmt in statements:
+        used |= {t.value for t in _variables(to_tree(stmt))} & (new.aliases | new.log_names)
+    if not used or used <= (old.aliases | old.log_names):
+        return module
+    imports = [s for s in new.module.body if isinstance(s, cst.SimpleStatementLine) and any(
+        isinstance(x, (cst.Import, cst.ImportFrom)) and _binds_flordb(x) for x in s.body)]
+    if not imports:
+        return module
+    body = list(module.body)
+    at = 0
+    for i, s in enumerate(body):
+        if isinstance(s, cst.SimpleStatementLine) and all(
+                isinstance(x, (cst.Import, cst.ImportFrom)) for x in s.body):
+            at = i + 1
+        elif i == 0 and isinstance(s, cst.SimpleStatementLine) and isinstance(
+                s.body[0], cst.Expr) and isinstance(s.body[0].value, cst.SimpleString):
+            at = 1  # after the docstring
+    body[at:at] = [s.with_changes(leading_lines=[]) for s in imports]
+    return module.with_changes(body=body)
+
+
+def _binds_flordb(node: cst.Import | cst.ImportFrom) -> bool:
+    if isinstance(node, cst.Import):
+        return any(_dotted(a.name) in _MODULES for a in node.names)
+    return node.module is not None and _dotted(node.module) in _MODULES
+
+
+class _Insert(cst.CSTTransformer):
+    """Insert planned statements into the blocks of the old module."""
+
+    def __init__(self, plan: dict[int, list[tuple[int, int, cst.BaseStatement]]]) -> None:
+        super().__init__()
+        self.plan = plan
+
+    def on_leave(self, original: cst.CSTNode, updated: cst.CSTNode) -> cst.CSTNode:
+        inserts = self.plan.get(id(original))
+        if not inserts:
+            return updated
+        body = list(updated.body)
+        for index, _, stmt in sorted(inserts, key=lambda x: (x[0], x[1]), reverse=True):
+            body.insert(index, stmt)
+        return updated.with_changes(body=body)
