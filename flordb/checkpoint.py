@@ -40,7 +40,7 @@ from flordb.store.db import connect_writer, store_dir, write_transaction
 
 DEFAULT_EPSILON = 1 / 15
 #: Copy throughput assumed for the first estimate of a checkpoint's cost (bytes per second).
-_ASSUMED_COPY_BPS = 1e9
+_ASSUMED_COPY_BPS = 5e8
 #: Captures at least this large are written by the writer thread; smaller ones are written on
 #: the training thread, where serializing them costs less than handing them over
 #: (``benchmarks/bench_checkpoint.py`` measures both).
