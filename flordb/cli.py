@@ -13,6 +13,7 @@ EPILOG = """examples:
   flordb query "SELECT name, COUNT(*) FROM logs GROUP BY name"
   flordb runs                        the runs of this project, newest last
   flordb stat                        what the store holds
+  flordb propagate train.py old_train.py --name grad_norm --diff
 """
 
 
@@ -37,6 +38,17 @@ def _parser() -> argparse.ArgumentParser:
                                    "view logs).")
     q.add_argument("sql")
     q.add_argument("--csv", action="store_true", help="print CSV")
+    pr = sub.add_parser(
+        "propagate", help="carry flor.log statements into an old version of a script",
+        description="Insert the flor.log statements of NEW_FILE selected by --name/--line "
+                    "into OLD_FILE; print the patched old file (or a diff) and one status "
+                    "line per statement on stderr. Exit 3 when a statement cannot be placed.")
+    pr.add_argument("new_file")
+    pr.add_argument("old_file")
+    pr.add_argument("--name", action="append", default=[], help="logged name (repeatable)")
+    pr.add_argument("--line", action="append", default=[], type=int,
+                    help="line of the statement in NEW_FILE (repeatable)")
+    pr.add_argument("--diff", action="store_true", help="print a unified diff instead")
     sub.add_parser("runs", help="the runs of this project")
     sub.add_parser("stat", help="counts and sizes of the store")
     return p
@@ -88,7 +100,33 @@ def _run(args: argparse.Namespace) -> int:
             " FROM runs ORDER BY run_id"))
     elif args.command == "stat":
         _stat()
+    elif args.command == "propagate":
+        return _propagate(args)
     return 0
+
+
+def _propagate(args: argparse.Namespace) -> int:
+    import difflib
+    from pathlib import Path
+
+    from flordb.hindsight.propagate import ParseError, propagate
+
+    if not args.name and not args.line:
+        raise UsageError("say which statements to carry: --name NAME or --line N")
+    new, old = Path(args.new_file).read_text(), Path(args.old_file).read_text()
+    try:
+        result = propagate(new, old, names=args.name, lines=args.line)
+    except ParseError as exc:
+        raise UsageError(str(exc)) from None
+    if args.diff:
+        sys.stdout.writelines(difflib.unified_diff(
+            old.splitlines(keepends=True), result.source.splitlines(keepends=True),
+            args.old_file, f"{args.old_file} (patched)"))
+    else:
+        sys.stdout.write(result.source)
+    for placement in result.placements:
+        print(placement.describe(), file=sys.stderr)
+    return 0 if result.ok else 3
 
 
 def _check_names(names: list[str]) -> None:

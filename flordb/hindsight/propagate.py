@@ -42,8 +42,9 @@ class Placement:
 
     def describe(self) -> str:
         where = f"line {self.old_line}" if self.old_line else ""
-        what = f"{self.name!r} (new line {self.new_line})" if self.name else \
-            f"line {self.new_line}"
+        what = f"{self.name!r}" if self.name else f"line {self.new_line}"
+        if self.name and self.new_line:
+            what += f" (new line {self.new_line})"
         return " ".join(p for p in (f"{self.status}:", what, where and f"-> old {where}",
                                     self.reason and f"- {self.reason}") if p)
 
@@ -188,7 +189,7 @@ def propagate(new_source: str, old_source: str, names: Sequence[str] = (),
     mapping = match(new.tree, old.tree, min_height, min_dice, max_size,
                     renamable=frozenset({"Name"}))
     placements: list[Placement] = []
-    plan: dict[int, list[tuple[int, int, cst.BaseStatement]]] = {}
+    plan: dict[int, list[tuple[int, int, cst.BaseStatement, bool]]] = {}
     inserted: list[tuple[Placement, cst.BaseStatement]] = []
     selected = _select(new, list(names), list(lines))
     missing = set(names) - {n for _, n in selected}
@@ -197,7 +198,7 @@ def propagate(new_source: str, old_source: str, names: Sequence[str] = (),
         placement = Placement(name, new.positions[stmt].start.line, code, "failed")
         placements.append(placement)
         try:
-            block, index, patched = _place(new, old, mapping, stmt)
+            block, index, patched, replace = _place(new, old, mapping, stmt)
         except _Unplaceable as exc:
             placement.reason = str(exc)
             continue
@@ -206,7 +207,9 @@ def propagate(new_source: str, old_source: str, names: Sequence[str] = (),
             placement.old_line = old.positions[block.body[index]].start.line
             continue
         placement.status = "placed"
-        plan.setdefault(id(block), []).append((index, order, patched))
+        if replace:
+            placement.reason = "wraps the old statement it replaces"
+        plan.setdefault(id(block), []).append((index, order, patched, replace))
         inserted.append((placement, patched))
     for name in sorted(missing):
         placements.append(Placement(name, 0, "", "failed",
@@ -226,8 +229,12 @@ class _Unplaceable(Exception):
 
 
 def _place(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatement
-           ) -> tuple[cst.CSTNode, int, cst.BaseStatement | None]:
-    """``(old block node, index, statement to insert or None if already present)``."""
+           ) -> tuple[cst.CSTNode, int, cst.BaseStatement | None, bool]:
+    """``(old block node, index, statement or None if already present, replace?)``.
+
+    When the statement is an old statement with a ``flor.log`` wrapped around part of it,
+    it replaces that statement instead of being inserted beside it.
+    """
     s_tree = new.nodes[id(stmt)]
     block_new = s_tree.parent
     pos = block_new.children.index(s_tree)
@@ -257,13 +264,35 @@ def _place(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatement
     old_body = anchor_block.origin.body
     for i, candidate in enumerate(old_body):
         if old.module.code_for_node(candidate).strip() == code:
-            return anchor_block.origin, i, None
+            return anchor_block.origin, i, None, False
     if image is not None and image.parent is anchor_block:
+        at = anchor_block.children.index(image)
         old_names = {n for c, n in _log_calls_in(old, image)}
         new_names = {n for c, n in _log_calls_in(new, s_tree)}
         if new_names and new_names <= old_names:
-            return anchor_block.origin, anchor_block.children.index(image), None
-    return anchor_block.origin, index, patched
+            return anchor_block.origin, at, None, False
+        unwrapped = cst.Module(body=[patched.visit(_Unwrap(new))]).code.strip()
+        if unwrapped == old.module.code_for_node(image.origin).strip():
+            return anchor_block.origin, at, patched.with_changes(
+                leading_lines=image.origin.leading_lines), True
+    return anchor_block.origin, index, patched, False
+
+
+class _Unwrap(cst.CSTTransformer):
+    """``flor.log(name, expr)`` -> ``expr``: the statement as it was before it was logged."""
+
+    def __init__(self, parsed: _Parsed) -> None:
+        super().__init__()
+        self.parsed = parsed
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        func = updated.func
+        is_log = (isinstance(func, cst.Attribute) and func.attr.value == "log"
+                  and _dotted(func.value) in self.parsed.aliases) or \
+                 (isinstance(func, cst.Name) and func.value in self.parsed.log_names)
+        if is_log and len(updated.args) >= 2:
+            return updated.args[1].value
+        return updated
 
 
 def _log_calls_in(parsed: _Parsed, tree: Tree) -> list[tuple[cst.Call, str | None]]:
@@ -387,7 +416,8 @@ def _binds_flordb(node: cst.Import | cst.ImportFrom) -> bool:
 class _Insert(cst.CSTTransformer):
     """Insert planned statements into the blocks of the old module."""
 
-    def __init__(self, plan: dict[int, list[tuple[int, int, cst.BaseStatement]]]) -> None:
+    def __init__(self, plan: dict[int, list[tuple[int, int, cst.BaseStatement, bool]]]
+                 ) -> None:
         super().__init__()
         self.plan = plan
 
@@ -396,6 +426,11 @@ class _Insert(cst.CSTTransformer):
         if not inserts:
             return updated
         body = list(updated.body)
-        for index, _, stmt in sorted(inserts, key=lambda x: (x[0], x[1]), reverse=True):
-            body.insert(index, stmt)
+        for index, _, stmt, replace in inserts:
+            if replace:
+                body[index] = stmt
+        for index, _, stmt, replace in sorted(inserts, key=lambda x: (x[0], x[1]),
+                                              reverse=True):
+            if not replace:
+                body.insert(index, stmt)
         return updated.with_changes(body=body)
