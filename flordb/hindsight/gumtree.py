@@ -35,6 +35,8 @@ class Tree:
     height: int = 1
     size: int = 1
     digest: int = 0
+    pre: int = 0  # preorder index, set by index()
+    order: list[Tree] = field(default_factory=list, repr=False)  # root only: preorder list
 
     def __post_init__(self) -> None:
         for child in self.children:
@@ -55,10 +57,16 @@ class Tree:
             yield from child.postorder()
         yield self
 
-    def descendants(self) -> Iterator[Tree]:
-        it = self.preorder()
-        next(it)
-        return it
+    def descendants(self) -> list[Tree]:
+        """Every node below this one, in preorder (after :func:`index` of the root)."""
+        root = self
+        while root.parent is not None:
+            root = root.parent
+        return root.order[self.pre + 1:self.pre + self.size]
+
+    def contains(self, node: Tree) -> bool:
+        """Whether ``node`` is a proper descendant (after :func:`index` of the root)."""
+        return self.pre < node.pre < self.pre + self.size
 
     def ancestors(self) -> Iterator[Tree]:
         node = self.parent
@@ -67,10 +75,9 @@ class Tree:
             node = node.parent
 
     def isomorphic(self, other: Tree) -> bool:
-        if self.digest != other.digest or self.size != other.size:
-            return False
-        return all(a.label == b.label and a.value == b.value
-                   for a, b in zip(self.preorder(), other.preorder()))
+        """Same labels, values and shape (the structural digests agree)."""
+        return self.digest == other.digest and self.size == other.size \
+            and self.label == other.label
 
 
 class Mapping:
@@ -104,20 +111,31 @@ class Mapping:
             self.add(a, b)
 
 
+def index(root: Tree) -> Tree:
+    """Number ``root``'s nodes in preorder so descendant tests take constant time."""
+    root.order = list(root.preorder())
+    for i, t in enumerate(root.order):
+        t.pre = i
+    return root
+
+
 def dice(src: Tree, dst: Tree, mapping: Mapping) -> float:
     """``2·|mapped descendants of src whose image descends from dst| / (|desc src| + |desc dst|)``."""
     if src.size + dst.size <= 2:
         return 0.0
+    images = mapping.src_to_dst
+    lo, hi = dst.pre, dst.pre + dst.size
     common = 0
     for d in src.descendants():
-        image = mapping.dst(d)
-        if image is not None and _descends(image, dst):
+        image = images.get(id(d))
+        if image is not None and lo < image.pre < hi:
             common += 1
     return 2 * common / (src.size - 1 + dst.size - 1)
 
 
-def _descends(node: Tree, ancestor: Tree) -> bool:
-    return any(a is ancestor for a in node.ancestors())
+#: Candidates considered per ambiguous subtree (GumTree considers all; repetitive generated
+#: code would make that quadratic).
+_MAX_CANDIDATES = 32
 
 
 def match(src: Tree, dst: Tree, min_height: int = 2, min_dice: float = 0.5,
@@ -129,6 +147,8 @@ def match(src: Tree, dst: Tree, min_height: int = 2, min_dice: float = 0.5,
     subtree on both sides: a renamed variable then does not hide the statements around it
     from the bottom-up phase.
     """
+    index(src)
+    index(dst)
     mapping = Mapping()
     _top_down(src, dst, mapping, min_height)
     if renamable:
@@ -165,6 +185,8 @@ def _top_down_renamed(src: Tree, dst: Tree, mapping: Mapping, min_height: int,
             continue
         # Several subtrees of one shape: pair those that agree on identifier values;
         # one left on each side after that is paired too.
+        if len(srcs) * len(dsts) > _MAX_CANDIDATES ** 2:
+            continue  # too repetitive to pair by names cheaply; bottom-up may still match
         scored = sorted(((_agreement(t1, t2), t1, t2) for t1 in srcs for t2 in dsts),
                         key=lambda x: -x[0])
         used: set[int] = set()
@@ -210,11 +232,12 @@ def _top_down(src: Tree, dst: Tree, mapping: Mapping, min_height: int) -> None:
                 cands = [t2 for t2 in by_digest2.get(digest, ()) if t1.isomorphic(t2)]
                 if not cands:
                     continue
-                same_side = [t for t in srcs if t is not t1 and t.isomorphic(cands[0])]
+                same_side = len(srcs) > 1 and any(
+                    t is not t1 and t.isomorphic(cands[0]) for t in srcs)
                 if len(cands) == 1 and not same_side:
                     mapping.add_isomorphic(t1, cands[0])
                 else:
-                    ambiguous.extend((t1, t2) for t2 in cands)
+                    ambiguous.extend((t1, t2) for t2 in cands[:_MAX_CANDIDATES])
                 matched1.add(id(t1))
                 matched2.update(id(t2) for t2 in cands)
         for t in group1:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import builtins
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterable, Sequence
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
+from libcst.metadata import MetadataWrapper, PositionProvider
 
 from flordb.hindsight.cst_tree import is_block, to_tree
 from flordb.hindsight.gumtree import Mapping, Tree, match
@@ -67,47 +68,60 @@ class _Parsed:
     module: cst.Module
     tree: Tree
     nodes: dict[int, Tree]  # id(libcst node) -> its Tree
-    parents: dict
-    positions: dict
     aliases: set[str]  # names bound to the flordb module
     log_names: set[str]  # names bound to flordb.log
+    _positions: dict | None = None
+
+    def line(self, node: cst.CSTNode) -> int:
+        """1-based line where ``node`` starts (positions are computed on first use)."""
+        if self._positions is None:
+            wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
+            self._positions = wrapper.resolve(PositionProvider)
+        return self._positions[node].start.line
+
+    @cached_property
+    def variables(self) -> list[Tree]:
+        """Every variable occurrence (a Name that is not an attribute, keyword or import)."""
+        return _variables(self.tree)
+
+    @cached_property
+    def log_calls(self) -> list[tuple[cst.Call, str | None]]:
+        return _log_calls(self)
+
+    def end_line(self, node: cst.CSTNode) -> int:
+        self.line(node)
+        return self._positions[node].end.line
 
 
 def _parse(source: str, what: str) -> _Parsed:
     try:
-        wrapper = MetadataWrapper(cst.parse_module(source))
+        module = cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
         raise ParseError(f"{what} does not parse: {str(exc).splitlines()[0]} "
                          f"(line {exc.raw_line})") from None
-    parents = wrapper.resolve(ParentNodeProvider)
-    positions = wrapper.resolve(PositionProvider)
-    module = wrapper.module
     tree = to_tree(module)
     nodes = {id(t.origin): t for t in tree.preorder()}
-    aliases, log_names = _flordb_bindings(module)
-    return _Parsed(module, tree, nodes, parents, positions, aliases, log_names)
+    aliases, log_names = _flordb_bindings(tree)
+    return _Parsed(module, tree, nodes, aliases, log_names)
 
 
-def _flordb_bindings(module: cst.Module) -> tuple[set[str], set[str]]:
+def _flordb_bindings(tree: Tree) -> tuple[set[str], set[str]]:
+    """Names bound to the flordb module and to ``flordb.log`` by the file's imports."""
     aliases: set[str] = set()
     log_names: set[str] = set()
-
-    class Visitor(cst.CSTVisitor):
-        def visit_Import(self, node: cst.Import) -> None:
+    for t in tree.preorder():
+        node = t.origin
+        if isinstance(node, cst.Import):
             for alias in node.names:
                 name = _dotted(alias.name)
                 if name in _MODULES:
                     aliases.add(_dotted(alias.asname.name) if alias.asname else name)
-
-        def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-            if node.module is None or _dotted(node.module) not in _MODULES \
-                    or isinstance(node.names, cst.ImportStar):
-                return
+        elif isinstance(node, cst.ImportFrom) and node.module is not None \
+                and _dotted(node.module) in _MODULES \
+                and not isinstance(node.names, cst.ImportStar):
             for alias in node.names:
                 if _dotted(alias.name) == "log":
                     log_names.add(_dotted(alias.asname.name) if alias.asname else "log")
-
-    module.visit(Visitor())
     return aliases, log_names
 
 
@@ -147,12 +161,12 @@ def _logged_name(call: cst.Call) -> str | None:
 
 def _statement_of(parsed: _Parsed, node: cst.CSTNode) -> cst.BaseStatement | None:
     """The smallest statement holding ``node`` that sits directly in a block."""
-    while node is not None:
-        parent = parsed.parents.get(node)
-        if isinstance(node, cst.BaseStatement) and isinstance(parent,
-                                                               (cst.Module, cst.IndentedBlock)):
-            return node
-        node = parent
+    t: Tree | None = parsed.nodes[id(node)]
+    while t is not None:
+        if isinstance(t.origin, cst.BaseStatement) and t.parent is not None \
+                and is_block(t.parent):
+            return t.origin
+        t = t.parent
     return None
 
 
@@ -160,68 +174,87 @@ def find_statements(source: str, names: Iterable[str] = (),
                     lines: Iterable[int] = ()) -> list[tuple[str | None, int, str]]:
     """``(logged name, line, code)`` of the statements :func:`propagate` would carry."""
     parsed = _parse(source, "the new version")
-    return [(name, parsed.positions[stmt].start.line, parsed.module.code_for_node(stmt).strip())
+    return [(name, parsed.line(stmt), parsed.module.code_for_node(stmt).strip())
             for stmt, name in _select(parsed, list(names), list(lines))]
 
 
 def _select(parsed: _Parsed, names: list[str],
             lines: list[int]) -> list[tuple[cst.BaseStatement, str | None]]:
     chosen: dict[int, tuple[cst.BaseStatement, str | None]] = {}
-    for call, name in _log_calls(parsed):
+    for call, name in parsed.log_calls:
         stmt = _statement_of(parsed, call)
         if stmt is None:
             continue
-        pos = parsed.positions[stmt]
-        call_pos = parsed.positions[call]
         wanted = (name is not None and name in names) or any(
-            pos.start.line <= n <= pos.end.line or call_pos.start.line == n for n in lines)
+            parsed.line(stmt) <= n <= parsed.end_line(stmt) or parsed.line(call) == n
+            for n in lines)
         if wanted and id(stmt) not in chosen:
             chosen[id(stmt)] = (stmt, name)
-    return sorted(chosen.values(), key=lambda sn: parsed.positions[sn[0]].start.line)
+    return sorted(chosen.values(), key=lambda sn: parsed.line(sn[0]))
 
 
 def propagate(new_source: str, old_source: str, names: Sequence[str] = (),
               lines: Sequence[int] = (), min_height: int = 2, min_dice: float = 0.5,
               max_size: int = 100) -> PropagationResult:
     """Insert the selected ``flor.log`` statements of ``new_source`` into ``old_source``."""
-    new = _parse(new_source, "the new version")
-    old = _parse(old_source, "the old version")
-    mapping = match(new.tree, old.tree, min_height, min_dice, max_size,
-                    renamable=frozenset({"Name"}))
-    placements: list[Placement] = []
-    plan: dict[int, list[tuple[int, int, cst.BaseStatement, bool]]] = {}
-    inserted: list[tuple[Placement, cst.BaseStatement]] = []
-    selected = _select(new, list(names), list(lines))
-    missing = set(names) - {n for _, n in selected}
-    for order, (stmt, name) in enumerate(selected):
-        code = new.module.code_for_node(stmt).strip()
-        placement = Placement(name, new.positions[stmt].start.line, code, "failed")
-        placements.append(placement)
-        try:
-            block, index, patched, replace = _place(new, old, mapping, stmt)
-        except _Unplaceable as exc:
-            placement.reason = str(exc)
-            continue
-        if patched is None:
-            placement.status = "present"
-            placement.old_line = old.positions[block.body[index]].start.line
-            continue
-        placement.status = "placed"
-        if replace:
-            placement.reason = "wraps the old statement it replaces"
-        plan.setdefault(id(block), []).append((index, order, patched, replace))
-        inserted.append((placement, patched))
-    for name in sorted(missing):
-        placements.append(Placement(name, 0, "", "failed",
-                                    "no flor.log of this name in the new version"))
-    module = old.module
-    if plan:
-        module = module.visit(_Insert(plan))
-        module = _add_import(module, new, old, [s for _, s in inserted])
-        positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
-        for placement, stmt in inserted:
-            placement.old_line = positions[stmt].start.line
-    return PropagationResult(module.code, placements, mapping)
+    return Propagator(new_source, names, lines, min_height, min_dice, max_size).into(old_source)
+
+
+class Propagator:
+    """The selected statements of one new version, ready to go into any number of old ones.
+
+    The new version is parsed and its statements found once; each :meth:`into` parses one old
+    version, matches it and patches it.
+    """
+
+    def __init__(self, new_source: str, names: Sequence[str] = (), lines: Sequence[int] = (),
+                 min_height: int = 2, min_dice: float = 0.5, max_size: int = 100) -> None:
+        self.new = _parse(new_source, "the new version")
+        self.selected = _select(self.new, list(names), list(lines))
+        self.missing = sorted(set(names) - {n for _, n in self.selected})
+        self.params = (min_height, min_dice, max_size)
+
+    def into(self, old_source: str, locate_lines: bool = True) -> PropagationResult:
+        """Patch ``old_source``; ``locate_lines=False`` skips computing old line numbers."""
+        new = self.new
+        old = _parse(old_source, "the old version")
+        mapping = match(new.tree, old.tree, *self.params, renamable=frozenset({"Name"}))
+        placements: list[Placement] = []
+        plan: dict[int, list[tuple[int, int, cst.BaseStatement, bool]]] = {}
+        inserted: list[tuple[Placement, cst.BaseStatement]] = []
+        for order, (stmt, name) in enumerate(self.selected):
+            code = new.module.code_for_node(stmt).strip()
+            placement = Placement(name, new.line(stmt), code, "failed")
+            placements.append(placement)
+            try:
+                block, index, patched, replace = _place(new, old, mapping, stmt)
+            except _Unplaceable as exc:
+                placement.reason = str(exc)
+                continue
+            if patched is None:
+                placement.status = "present"
+                if locate_lines:
+                    placement.old_line = old.line(block.body[index])
+                continue
+            placement.status = "placed"
+            if replace:
+                placement.reason = "wraps the old statement it replaces"
+            plan.setdefault(id(block), []).append((index, order, patched, replace))
+            inserted.append((placement, patched))
+        for name in self.missing:
+            placements.append(Placement(name, 0, "", "failed",
+                                        "no flor.log of this name in the new version"))
+        module = old.module
+        if plan:
+            paths = {id(a.origin) for key in plan for a in old.nodes[key].ancestors()}
+            module = module.visit(_Insert(plan, paths))
+            module = _add_import(module, new, old, [s for _, s in inserted])
+            if locate_lines:
+                positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(
+                    PositionProvider)
+                for placement, stmt in inserted:
+                    placement.old_line = positions[stmt].start.line
+        return PropagationResult(module.code, placements, mapping)
 
 
 class _Unplaceable(Exception):
@@ -247,8 +280,8 @@ def _place(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatement
         if block_image is not None and image.parent is not block_image:
             raise _Unplaceable(
                 f"its preceding statement and its block map to different places in the old "
-                f"version (lines {old.positions[image.origin].start.line} and "
-                f"{old.positions[block_image.origin].start.line})")
+                f"version (lines {old.line(image.origin)} and "
+                f"{old.line(block_image.origin)})")
         anchor_block, index = image.parent, image.parent.children.index(image) + 1
         break
     if anchor_block is None:
@@ -259,11 +292,10 @@ def _place(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatement
     _check_enclosing(new, old, mapping, block_new, anchor_block)
     patched = _rename(new, old, mapping, stmt, s_tree)
     patched = patched.with_changes(leading_lines=[])
-    code = cst.Module(body=[patched]).code.strip()
+    digest = to_tree(patched).digest  # formatting and comments do not count
     image = mapping.dst(s_tree)
-    old_body = anchor_block.origin.body
-    for i, candidate in enumerate(old_body):
-        if old.module.code_for_node(candidate).strip() == code:
+    for i, candidate in enumerate(anchor_block.children):
+        if candidate.digest == digest:
             return anchor_block.origin, i, None, False
     if image is not None and image.parent is anchor_block:
         at = anchor_block.children.index(image)
@@ -271,8 +303,7 @@ def _place(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatement
         new_names = {n for c, n in _log_calls_in(new, s_tree)}
         if new_names and new_names <= old_names:
             return anchor_block.origin, at, None, False
-        unwrapped = cst.Module(body=[patched.visit(_Unwrap(new))]).code.strip()
-        if unwrapped == old.module.code_for_node(image.origin).strip():
+        if to_tree(patched.visit(_Unwrap(new))).digest == image.digest:
             return anchor_block.origin, at, patched.with_changes(
                 leading_lines=image.origin.leading_lines), True
     return anchor_block.origin, index, patched, False
@@ -297,7 +328,7 @@ class _Unwrap(cst.CSTTransformer):
 
 def _log_calls_in(parsed: _Parsed, tree: Tree) -> list[tuple[cst.Call, str | None]]:
     inside = {id(t.origin) for t in tree.preorder()}
-    return [(c, n) for c, n in _log_calls(parsed) if id(c) in inside]
+    return [(c, n) for c, n in parsed.log_calls if id(c) in inside]
 
 
 def _check_enclosing(new: _Parsed, old: _Parsed, mapping: Mapping, block_new: Tree,
@@ -310,8 +341,8 @@ def _check_enclosing(new: _Parsed, old: _Parsed, mapping: Mapping, block_new: Tr
         image = mapping.dst(a)
         if image is not None and id(image) not in enclosing_old:
             raise _Unplaceable(
-                f"its enclosing {a.label.lower()} (new line {new.positions[a.origin].start.line}"
-                f") maps to old line {old.positions[image.origin].start.line}, which does not "
+                f"its enclosing {a.label.lower()} (new line {new.line(a.origin)}"
+                f") maps to old line {old.line(image.origin)}, which does not "
                 f"enclose the insertion point")
 
 
@@ -351,13 +382,15 @@ def _rename(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatemen
     scope = next((a for a in s_tree.ancestors() if a.label in ("FunctionDef", "Lambda")),
                  new.tree)
     occurrences: dict[str, Counter] = {}
-    for t in _variables(scope):
+    in_scope = new.variables if scope is new.tree else \
+        [t for t in new.variables if scope.contains(t)]
+    for t in in_scope:
         if id(t) in inside or t.value in skip:
             continue
         image = mapping.dst(t)
         if image is not None and image.label == "Name":
             occurrences.setdefault(t.value, Counter())[image.value] += 1
-    old_names = {t.value for t in _variables(old.tree)}
+    old_names = {t.value for t in old.variables}
     renames = {}
     for t in _variables(s_tree):
         name = t.value
@@ -416,10 +449,14 @@ def _binds_flordb(node: cst.Import | cst.ImportFrom) -> bool:
 class _Insert(cst.CSTTransformer):
     """Insert planned statements into the blocks of the old module."""
 
-    def __init__(self, plan: dict[int, list[tuple[int, int, cst.BaseStatement, bool]]]
-                 ) -> None:
+    def __init__(self, plan: dict[int, list[tuple[int, int, cst.BaseStatement, bool]]],
+                 paths: set[int]) -> None:
         super().__init__()
         self.plan = plan
+        self.paths = paths  # ancestors of the planned blocks: the only nodes worth visiting
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return id(node) in self.paths or id(node) in self.plan
 
     def on_leave(self, original: cst.CSTNode, updated: cst.CSTNode) -> cst.CSTNode:
         inserts = self.plan.get(id(original))
