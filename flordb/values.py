@@ -20,7 +20,6 @@ torch tensors) are logged as the Python number they hold.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -91,8 +90,3 @@ def decode(value: Any, vtype: str, text: str | None = None) -> Any:
         except Exception as exc:  # noqa: BLE001 - reported in the returned stand-in
             return UnloadableValue(text or "?", f"{type(exc).__name__}: {exc}")
     raise ValueError(f"unknown stored value type {vtype!r}")
-
-
-def is_nan(value: Any) -> bool:
-    """True for a float NaN (used to tell holes from values)."""
-    return type(value) is float and math.isnan(value)

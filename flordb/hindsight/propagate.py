@@ -23,7 +23,7 @@ from flordb.hindsight.cst_tree import is_block, to_tree
 from flordb.hindsight.gumtree import Mapping, Tree, match
 
 _MODULES = ("flordb", "flor")
-_LOOPS = ("For", "While", "With", "FunctionDef", "If", "Try")
+_ENCLOSING = ("For", "While", "With", "FunctionDef", "If", "Try")
 
 
 class ParseError(ValueError):
@@ -336,7 +336,7 @@ def _check_enclosing(new: _Parsed, old: _Parsed, mapping: Mapping, block_new: Tr
     """Every matched loop/with/def/if enclosing the statement must enclose its new place."""
     enclosing_old = {id(a) for a in (anchor_block, *anchor_block.ancestors())}
     for a in (block_new, *block_new.ancestors()):
-        if a.label not in _LOOPS:
+        if a.label not in _ENCLOSING:
             continue
         image = mapping.dst(a)
         if image is not None and id(image) not in enclosing_old:

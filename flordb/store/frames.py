@@ -8,6 +8,7 @@ dimensions are computed per loop instance (one numpy step per instance, not per 
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -190,14 +191,8 @@ def _loop_tables(conn: Any, wide: pd.DataFrame) -> tuple[dict, dict]:
         for run, loop_id, vals in conn.execute(
                 "SELECT run_id, loop_id, vals FROM loop_values"
                 f" WHERE run_id IN ({marks}) ORDER BY run_id, loop_id, first_iter", batch):
-            elements[(run, loop_id)].extend(_json_loads(vals))
+            elements[(run, loop_id)].extend(json.loads(vals))
     return loops, elements
-
-
-def _json_loads(text: str) -> list:
-    import json
-
-    return json.loads(text)
 
 
 def _dimensions(wide: pd.DataFrame, loops: dict, elements: dict) -> pd.DataFrame:
