@@ -135,18 +135,16 @@ def _dotted(node: cst.BaseExpression) -> str:
 
 def _log_calls(parsed: _Parsed) -> list[tuple[cst.Call, str | None]]:
     """Every ``flor.log(...)`` call with its logged name (None when not a literal)."""
-    calls = []
-    for t in parsed.tree.preorder():
-        node = t.origin
-        if not isinstance(node, cst.Call):
-            continue
-        func = node.func
-        is_log = (isinstance(func, cst.Attribute) and func.attr.value == "log"
-                  and _dotted(func.value) in parsed.aliases) or \
-                 (isinstance(func, cst.Name) and func.value in parsed.log_names)
-        if is_log:
-            calls.append((node, _logged_name(node)))
-    return calls
+    return [(t.origin, _logged_name(t.origin)) for t in parsed.tree.preorder()
+            if isinstance(t.origin, cst.Call) and _is_log_call(parsed, t.origin)]
+
+
+def _is_log_call(parsed: _Parsed, call: cst.Call) -> bool:
+    """Whether ``call`` calls ``flordb.log`` under one of the file's import names."""
+    func = call.func
+    if isinstance(func, cst.Attribute):
+        return func.attr.value == "log" and _dotted(func.value) in parsed.aliases
+    return isinstance(func, cst.Name) and func.value in parsed.log_names
 
 
 def _logged_name(call: cst.Call) -> str | None:
@@ -317,11 +315,7 @@ class _Unwrap(cst.CSTTransformer):
         self.parsed = parsed
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        func = updated.func
-        is_log = (isinstance(func, cst.Attribute) and func.attr.value == "log"
-                  and _dotted(func.value) in self.parsed.aliases) or \
-                 (isinstance(func, cst.Name) and func.value in self.parsed.log_names)
-        if is_log and len(updated.args) >= 2:
+        if _is_log_call(self.parsed, updated) and len(updated.args) >= 2:
             return updated.args[1].value
         return updated
 
