@@ -82,6 +82,9 @@ class Runtime:
         self.enrolled: dict[str, tuple[Any, str]] = {}
         self.writer = None
         self.project = None
+        #: In a replay's child process: the unit it runs, and its Replayer once started.
+        self.replay_unit = os.environ.get("FLORDB_REPLAY")
+        self.replay = None
         self._hooks_installed = False
         self._inherited: list[Any] = []
         self._reset_run()
@@ -127,6 +130,14 @@ class Runtime:
         from flordb import project as _project
         from flordb.store.writer import RunWriter
 
+        if self.replay_unit:
+            from flordb.replaying import Replayer
+
+            self.replay = self.writer = Replayer(self.project_root(), int(self.replay_unit))
+            self.run_id = self.replay.directive.run_id
+            self._start_timer()
+            self._install_hooks()
+            return
         if self.writer is None:
             self.project_root()
             if not self.project.in_git:
@@ -188,7 +199,7 @@ class Runtime:
         self._die_by_sigterm()
 
     def _die_by_sigterm(self) -> None:
-        if self.run_id is not None:
+        if self.run_id is not None and self.replay is None:
             self._end_run("killed")
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -198,7 +209,7 @@ class Runtime:
         # again; it starts with no run, and a run of its own if it logs. SQLite connections
         # must not be used across fork, so the inherited one is kept open, unused.
         self._inherited.append(self.writer)
-        self.writer = None
+        self.writer = self.replay = None
         self._reset_run()
         self.enrolled.clear()
 
@@ -208,11 +219,18 @@ class Runtime:
             names = ", ".join(f.name for f in self.live.values())
             raise RuntimeError(f"flor.commit() inside flor.loop ({names}): commit between "
                                "loops, where no loop iteration is in progress")
+        if self.replay is not None:
+            self.replay.finish(self)  # the replayed run ends here; later runs are not its own
         if self.run_id is not None:
             self._end_run("completed")
 
     def close(self) -> None:
         """At exit: end the active run (``failed`` after an uncaught exception)."""
+        if self.replay is not None:
+            if not self.failed:
+                self.flush()
+            self.replay.close()
+            return
         if self.run_id is not None:
             self._end_run("failed" if self.failed else "completed")
         unused = sorted(set(self.kwargs) - self.kwargs_read)
@@ -302,6 +320,9 @@ class Runtime:
         self.ensure_run()
         if name in self.args:
             return self.args[name]
+        if self.replay is not None:
+            value = self.args[name] = self.replay.arg(name, default)
+            return value
         if name in self.kwargs:
             self.kwargs_read.add(name)
             value = _kwargs.cast(name, self.kwargs[name], default)
@@ -314,6 +335,12 @@ class Runtime:
     # ----------------------------------------------------------------- loops
     def loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
         """Generator behind ``flor.loop``; see its docstring."""
+        if self.replay_unit:
+            self.ensure_run()
+            return self.replay.loop(self, name, iterable)
+        return self._record_loop(name, iterable)
+
+    def _record_loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
         fr = self._enter(name, iterable)
         n = 0
         values = fr.values
@@ -346,8 +373,11 @@ class Runtime:
             raise TypeError(f"flor.loop name must be a str, not {type(name).__name__}")
         self.ensure_run()
         parent = self.frame
-        fr = Frame(self.next_loop_id, name, parent, parent.depth + 1)
-        self.next_loop_id += 1
+        if self.replay is not None:
+            fr = Frame(self.replay.loop_id(parent, name), name, parent, parent.depth + 1)
+        else:
+            fr = Frame(self.next_loop_id, name, parent, parent.depth + 1)
+            self.next_loop_id += 1
         start = step = None
         if type(iterable) is range:
             start, step = iterable.start, iterable.step

@@ -20,6 +20,8 @@ from flordb import values as _values
 from flordb.store.db import connect_reader
 
 KEY = ["run_id", "loop_id", "iter"]
+#: Recorded and back-filled values; re-executed ('recheck') and unfinished ones are not shown.
+SHOWN = "source IN ('record', 'replay')"
 IDENTITY = ["projid", "tstamp", "filename"]
 
 
@@ -34,9 +36,10 @@ def dataframe(root: Path, names: Sequence[str]) -> pd.DataFrame:
             "SELECT run_id, projid, tstamp, filename FROM runs ORDER BY run_id", conn)
         if not names:
             names = [r[0] for r in conn.execute(
-                "SELECT name FROM (SELECT name, MIN(seq) AS s FROM records WHERE loop_id = 0"
-                " GROUP BY name UNION ALL SELECT name, MIN(seq) FROM series WHERE loop_id = 0"
-                " GROUP BY name) GROUP BY name ORDER BY MIN(s), name")]
+                f"SELECT name FROM (SELECT name, MIN(seq) AS s FROM records WHERE loop_id = 0"
+                f" AND {SHOWN} GROUP BY name UNION ALL SELECT name, MIN(seq) FROM series"
+                f" WHERE loop_id = 0 AND {SHOWN} GROUP BY name) GROUP BY name"
+                f" ORDER BY MIN(s), name")]
             wide = _columns(conn, names, top_only=True)
             wide = runs[["run_id"]].merge(wide, on="run_id", how="left")
             wide["loop_id"], wide["iter"] = 0, 0
@@ -66,12 +69,13 @@ def _columns(conn: Any, names: list[str], top_only: bool) -> pd.DataFrame:
     numeric: dict[str, list[tuple]] = defaultdict(list)
     for row in conn.execute(
             f"SELECT name, run_id, loop_id, seq, dtype, iters, vals FROM series"
-            f" WHERE name IN ({marks}){where_top} ORDER BY run_id, loop_id, seq", names):
+            f" WHERE name IN ({marks}){where_top} AND {SHOWN} ORDER BY run_id, loop_id, seq",
+            names):
         numeric[row[0]].append(row[1:])
     other: dict[str, list[tuple]] = defaultdict(list)
     for name, run, loop_id, it, seq, value, vtype, text in conn.execute(
             f"SELECT name, run_id, loop_id, iter, seq, value, vtype, repr FROM records"
-            f" WHERE name IN ({marks}){where_top} ORDER BY seq", names):
+            f" WHERE name IN ({marks}){where_top} AND {SHOWN} ORDER BY seq", names):
         other[name].append((run, loop_id, it, seq, _values.decode(value, vtype, text)))
     frames = [_column(name, numeric.get(name, []), other.get(name, [])) for name in names]
     if len(frames) == 1:

@@ -22,6 +22,11 @@ Data model (see ``docs/store.md``):
   rows are inserted in one transaction after its object files are durable.
 - ``loop_timing`` (v2): per run and loop name, instances, iterations and seconds (and for
   outer loops with checkpointing, per-iteration mean and spread and checkpoint cost).
+- ``replays`` and ``replay_units`` (v3): one row per ``flordb replay`` and per work unit (a
+  run's range of outer iterations, with the directive its child process follows). Values a
+  unit writes carry its ``unit`` and ``source = 'pending'`` until the unit completes; then, in
+  one transaction, they become ``'replay'`` (new names, shown by ``flor.dataframe``) or
+  ``'recheck'`` (re-executed recorded names, kept for the fidelity report only).
 """
 
 from __future__ import annotations
@@ -148,8 +153,36 @@ CREATE TABLE loop_timing (
 ) WITHOUT ROWID;
 """
 
+_V3 = """
+ALTER TABLE series ADD COLUMN unit INTEGER;
+ALTER TABLE records ADD COLUMN unit INTEGER;
+CREATE INDEX series_unit ON series (unit) WHERE unit IS NOT NULL;
+CREATE INDEX records_unit ON records (unit) WHERE unit IS NOT NULL;
+CREATE TABLE replays (
+    replay_id  INTEGER PRIMARY KEY,
+    started    REAL NOT NULL,
+    names      TEXT NOT NULL,
+    where_expr TEXT,
+    pid        INTEGER NOT NULL,
+    host       TEXT NOT NULL
+);
+CREATE TABLE replay_units (
+    unit_id   INTEGER PRIMARY KEY,
+    replay_id INTEGER NOT NULL REFERENCES replays (replay_id),
+    run_id    INTEGER NOT NULL REFERENCES runs (run_id),
+    names     TEXT NOT NULL,
+    start     INTEGER NOT NULL,
+    stop      INTEGER NOT NULL,
+    directive TEXT NOT NULL,
+    status    TEXT NOT NULL CHECK (status IN ('planned', 'running', 'done', 'failed')),
+    seconds   REAL,
+    error     TEXT
+);
+CREATE INDEX replay_units_run ON replay_units (run_id, status);
+"""
+
 #: MIGRATIONS[i] takes the store from schema version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

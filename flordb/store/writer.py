@@ -46,7 +46,8 @@ def process_start_time(pid: int) -> str | None:
         return None
 
 
-def _pid_alive(pid: int, start: str | None) -> bool:
+def pid_alive(pid: int, start: str | None) -> bool:
+    """Whether process ``pid`` (started at ``start``, when known) still exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -62,7 +63,7 @@ def reap_dead_runs(conn: sqlite3.Connection) -> int:
     rows = conn.execute(
         "SELECT run_id, pid, pid_start FROM runs WHERE status = 'running' AND host = ?",
         (host,)).fetchall()
-    dead = [(r,) for r, pid, start in rows if not _pid_alive(pid, start)]
+    dead = [(r,) for r, pid, start in rows if not pid_alive(pid, start)]
     if dead:
         with write_transaction(conn):
             conn.executemany(
@@ -142,6 +143,34 @@ class RunWriter:
             self.conn.execute("UPDATE runs SET status = ?, ended = ? WHERE run_id = ?",
                               (status, time.time(), self.run_id))
         self.run_id = None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class ReplayWriter:
+    """Writes a replay unit's values into the replayed run, pending until the unit completes.
+
+    Loop rows, timing and the run row are the recording's and are left alone.
+    """
+
+    def __init__(self, root: Path, run_id: int, unit_id: int) -> None:
+        self.conn = connect_writer(root)
+        self.run_id = run_id
+        self.unit_id = unit_id
+
+    def flush(self, batch: Batch) -> None:
+        """Write the values of ``batch`` in one transaction."""
+        run, unit, c = self.run_id, self.unit_id, self.conn
+        with write_transaction(c):
+            c.executemany(
+                "INSERT INTO series (run_id, name, loop_id, seq, dtype, n, iters, vals, source,"
+                " unit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                [(run, *row, unit) for row in batch.chunks])
+            c.executemany(
+                "INSERT INTO records (run_id, loop_id, iter, seq, name, value, vtype, repr, kind,"
+                " source, unit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                [(run, *row, unit) for row in batch.records])
 
     def close(self) -> None:
         self.conn.close()

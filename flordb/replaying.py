@@ -1,0 +1,250 @@
+"""Replay mode of the runtime: the child process of one replay work unit.
+
+``flordb replay`` starts a patched past version of a script with ``$FLORDB_REPLAY`` set to a
+unit id. The runtime then records nothing new about the run: it attaches to the replayed run,
+answers ``flor.arg`` with the recorded values, gives each loop instance its recorded
+``loop_id`` (so new values land in the recorded context), and follows the unit's
+:class:`~flordb.store.replays.Directive`:
+
+- fast-forward the main loop to the unit's checkpoint, restoring the enrolled objects and RNG
+  states there, then run iterations ``start <= i < stop``;
+- with ``skip_inner``, skip the inner loops of an iteration whose next checkpoint exists
+  (restoring that checkpoint where the skipped loop ends, with ``restore_after_inner``) and
+  restore each iteration's own checkpoint at its start;
+- exit as soon as nothing the unit must record is left to run.
+
+Values are written pending (see :mod:`flordb.store.replays`); only the names the directive
+asks for are kept, and only in the unit's window.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from array import array
+from collections import Counter, defaultdict
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+from flordb import checkpoint
+from flordb import values as _values
+from flordb.store import replays
+from flordb.store.db import connect_reader
+from flordb.store.writer import Batch, ReplayWriter
+
+if TYPE_CHECKING:
+    from flordb.runtime import Frame, Runtime
+
+#: Environment variable naming the unit a replay child process runs.
+ENV = "FLORDB_REPLAY"
+
+
+class Replayer:
+    """The replay state of a child process: its directive and the recorded run it fills."""
+
+    def __init__(self, root: Path, unit_id: int) -> None:
+        self.root = root
+        self.writer = None
+        conn = self.conn = connect_reader(root)
+        d = self.directive = replays.directive(conn, unit_id)
+        self.writer = ReplayWriter(root, d.run_id, unit_id)
+        self.keep = set(d.new_names) | set(d.compare_names)
+        self.args = {name: _values.decode(value, vtype, text) for name, value, vtype, text in
+                     conn.execute("SELECT name, value, vtype, repr FROM records WHERE run_id = ?"
+                                  " AND kind = 'arg' AND source = 'record' ORDER BY seq",
+                                  (d.run_id,))}
+        self.loops: dict[tuple[int, int, str], list[int]] = defaultdict(list)
+        self.top_of: dict[int, tuple[int, int]] = {}  # loop_id -> (depth-1 ancestor, its iter)
+        parents: dict[int, tuple[int, int]] = {}
+        for loop_id, parent, parent_iter, name in conn.execute(
+                "SELECT loop_id, parent_id, parent_iter, name FROM loops WHERE run_id = ?"
+                " ORDER BY loop_id", (d.run_id,)):
+            self.loops[(parent, parent_iter, name)].append(loop_id)
+            parents[loop_id] = (parent, parent_iter)
+        for loop_id in parents:
+            node, it = loop_id, 0
+            while parents[node][0] != 0:
+                node, it = parents[node]
+            self.top_of[loop_id] = (node, it)
+        self.entered: Counter[tuple[int, int, str]] = Counter()
+        self.unmatched = 0
+        self.available: set[int] = set()
+        if d.main_loop_id is not None:
+            self.available = set(checkpoint.available(conn, d.run_id, d.main_loop_id))
+        self.phase = "prefix"
+        self.main: Frame | None = None
+
+    # ------------------------------------------------------------------ runtime hooks
+    def loop_id(self, parent: Frame, name: str) -> int:
+        """The recorded id of the loop instance being entered (negative when none matches)."""
+        key = (parent.loop_id, parent.i, name)
+        k = self.entered[key]
+        self.entered[key] += 1
+        ids = self.loops.get(key, [])
+        if k < len(ids):
+            return ids[k]
+        self.unmatched += 1
+        return -self.unmatched
+
+    def arg(self, name: str, default: Any) -> Any:
+        """The replayed run's recorded value of ``flor.arg(name)``."""
+        return self.args.get(name, default)
+
+    def loop(self, rt: Runtime, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
+        """``flor.loop`` in replay mode."""
+        fr = rt._enter(name, iterable)
+        n = 0
+        try:
+            if fr.depth == 1 and fr.loop_id == self.directive.main_loop_id:
+                yield from self._main(rt, fr, iterable)
+                return
+            if self._skips(fr):
+                if self.directive.restore_after_inner:
+                    self._restore(rt, self.main.i + 1)
+                return
+            for x in iterable:
+                fr.i = n
+                n += 1
+                rt.frame = fr
+                yield x
+                if rt.flush_due:
+                    rt.flush()
+        finally:
+            rt._exit(fr, n)
+
+    def _skips(self, fr: Frame) -> bool:
+        main = self.main
+        return (self.directive.skip_inner and main is not None and fr.depth >= 2
+                and self.top_of.get(fr.loop_id, (None,))[0] == main.loop_id
+                and main.i + 1 in self.available)
+
+    def _main(self, rt: Runtime, fr: Frame, iterable: Iterable[Any]) -> Iterator[Any]:
+        d = self.directive
+        rt.flush()  # top-level values logged so far belong to the prefix
+        self.phase = "main"
+        self.main = fr
+        if d.stop <= d.start:
+            self.finish(rt)
+        ck = None
+        if d.restore_from is not None:
+            ck = checkpoint.load(self.root, self.conn, d.run_id, fr.loop_id, d.restore_from)
+        first = ck.iteration if ck is not None else 0
+        if isinstance(iterable, (range, list, tuple)):
+            elements: Iterable[Any] = iterable[first:]
+        else:
+            elements = islice(iterable, first, None)  # consumed, not run
+        i = first
+        for x in elements:
+            if i >= d.stop:
+                break
+            if ck is not None:
+                self._apply(rt, ck)
+                ck = None
+            elif d.skip_inner and i in self.available:
+                self._restore(rt, i)
+            fr.i = i
+            rt.frame = fr
+            yield x
+            i += 1
+            if rt.flush_due:
+                rt.flush()
+        rt.frame = fr
+        rt.flush()
+        if not (d.owns_suffix and d.run_suffix):
+            self.finish(rt)
+        self.phase = "suffix"
+
+    def _restore(self, rt: Runtime, iteration: int) -> None:
+        d = self.directive
+        ck = checkpoint.load(self.root, self.conn, d.run_id, d.main_loop_id, iteration)
+        if ck is None or ck.iteration != iteration:
+            raise RuntimeError(f"flordb replay: the checkpoint of iteration {iteration} of run "
+                               f"{d.run_id} cannot be read")
+        self._apply(rt, ck)
+
+    @staticmethod
+    def _apply(rt: Runtime, ck: checkpoint.Checkpoint) -> None:
+        if not rt.enrolled:
+            raise RuntimeError("flordb replay: restoring a checkpoint needs the objects enrolled"
+                               " with flor.checkpointing around the loop, as when recorded")
+        checkpoint.apply(ck, {name: obj for name, (obj, _) in rt.enrolled.items()})
+
+    def finish(self, rt: Runtime) -> None:
+        """Write what is buffered and end the process: the rest of the script is not needed."""
+        rt.flush()
+        self.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    # ------------------------------------------------------------------ writing
+    def flush(self, batch: Batch) -> None:
+        """Write the part of ``batch`` this unit keeps (its names, in its window)."""
+        kept = Batch()
+        for chunk in batch.chunks:
+            name, loop_id, seq, dtype, n, iters, vals = chunk
+            if name not in self.keep:
+                continue
+            window = self._window(loop_id)
+            if window is None:
+                kept.chunks.append(chunk)
+            elif window is not False:
+                kept.chunks.extend(_slice_chunk(chunk, *window))
+        for record in batch.records:
+            loop_id, it, name = record[0], record[1], record[3]
+            if name in self.keep and record[7] == "log":
+                window = self._window(loop_id)
+                if window is None or (window is not False and window[0] <= it < window[1]):
+                    kept.records.append(record)
+        if kept.chunks or kept.records:
+            self.writer.flush(kept)
+
+    def _window(self, loop_id: int) -> tuple[int, int] | bool | None:
+        """None: keep all values of this context; False: keep none; (a, b): iterations a..b-1.
+
+        A tuple applies to the iterations of the main loop itself; for loops nested in it, the
+        decision is taken on the enclosing main-loop iteration and returned as None/False.
+        """
+        d = self.directive
+        if loop_id < 0:
+            return False  # a loop the recording does not have: no context to attach to
+        if loop_id == 0:
+            owned = d.owns_suffix if self.phase == "suffix" else d.owns_prefix
+            return None if owned else False
+        top, it = self.top_of.get(loop_id, (loop_id, 0))
+        if top == d.main_loop_id:
+            if loop_id == top:
+                return (d.start, d.stop)
+            return None if d.start <= it < d.stop else False
+        owned = d.owns_suffix if d.main_loop_id is None or top > d.main_loop_id \
+            else d.owns_prefix
+        return None if owned else False
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        self.conn.close()
+
+
+def _slice_chunk(chunk: tuple, start: int, stop: int) -> list[tuple]:
+    """The part of a series chunk whose iterations lie in ``start..stop-1``."""
+    name, loop_id, seq, dtype, n, iters_b, vals_b = chunk
+    iters, vals = array("q"), array("d" if dtype == "f8" else "q")
+    iters.frombytes(iters_b)
+    vals.frombytes(vals_b)
+    big = sys.byteorder == "big"
+    if big:
+        iters.byteswap()
+        vals.byteswap()
+    keep = [k for k, it in enumerate(iters) if start <= it < stop]
+    if len(keep) == n:
+        return [chunk]
+    if not keep:
+        return []
+    it2, v2 = array("q", (iters[k] for k in keep)), array(vals.typecode, (vals[k] for k in keep))
+    if big:
+        it2.byteswap()
+        v2.byteswap()
+    return [(name, loop_id, seq, dtype, len(keep), it2.tobytes(), v2.tobytes())]

@@ -1,0 +1,143 @@
+"""Replay bookkeeping in the store: replays, their work units, and completing a unit.
+
+A unit's child process reads its :class:`Directive` from ``replay_units`` and writes its values
+with ``source = 'pending'`` and its ``unit``. Only the replay driver ends a unit: on success it
+turns the pending values into ``'replay'``/``'recheck'`` and marks the unit ``done`` in one
+transaction; on failure it deletes them. A replay that dies therefore leaves pending values that
+no reader shows, and the next replay deletes them (:func:`clear_stale`) and does the unit again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+
+from flordb.store.db import write_transaction
+from flordb.store.writer import pid_alive
+
+@dataclass
+class Directive:
+    """What one unit's child process does; see ``docs/replay.md``.
+
+    The *main loop* is the run's first outermost ``flor.loop`` instance; a unit records the
+    values of its iterations ``start <= i < stop`` (and, when it owns them, the top-level values
+    logged before and after that loop).
+    """
+
+    run_id: int
+    new_names: list[str]
+    compare_names: list[str]
+    main_loop_id: int | None
+    start: int
+    stop: int
+    restore_from: int | None  # checkpoint to fast-forward to (<= start); None: run from 0
+    skip_inner: bool = False  # skip inner loops of iterations whose next checkpoint exists
+    restore_after_inner: bool = False  # restore checkpoint i+1 where inner loops were skipped
+    owns_prefix: bool = True
+    owns_suffix: bool = True
+    run_suffix: bool = True  # keep executing after the main loop (else exit there)
+    unit_id: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Directive:
+        return cls(**json.loads(text))
+
+
+def begin_replay(conn: sqlite3.Connection, names: list[str], where: str | None) -> int:
+    """Insert a ``replays`` row for this process; returns its id."""
+    with write_transaction(conn):
+        cur = conn.execute(
+            "INSERT INTO replays (started, names, where_expr, pid, host) VALUES (?, ?, ?, ?, ?)",
+            (time.time(), json.dumps(names), where, os.getpid(), socket.gethostname()))
+    return int(cur.lastrowid)
+
+
+def add_units(conn: sqlite3.Connection, replay_id: int, directives: list[Directive]) -> None:
+    """Insert one ``planned`` unit per directive, setting each directive's ``unit_id``."""
+    with write_transaction(conn):
+        for d in directives:
+            cur = conn.execute(
+                "INSERT INTO replay_units (replay_id, run_id, names, start, stop, directive,"
+                " status) VALUES (?, ?, ?, ?, ?, '', 'planned')",
+                (replay_id, d.run_id, json.dumps(d.new_names), d.start, d.stop))
+            d.unit_id = int(cur.lastrowid)
+            conn.execute("UPDATE replay_units SET directive = ? WHERE unit_id = ?",
+                         (d.to_json(), d.unit_id))
+
+
+def directive(conn: sqlite3.Connection, unit_id: int) -> Directive:
+    """The directive of unit ``unit_id``."""
+    row = conn.execute("SELECT directive FROM replay_units WHERE unit_id = ?",
+                       (unit_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"no replay unit {unit_id} in this store")
+    return Directive.from_json(row[0])
+
+
+def mark_running(conn: sqlite3.Connection, unit_id: int) -> None:
+    with write_transaction(conn):
+        conn.execute("UPDATE replay_units SET status = 'running' WHERE unit_id = ?", (unit_id,))
+
+
+def complete(conn: sqlite3.Connection, d: Directive, seconds: float) -> None:
+    """Make unit ``d``'s pending values visible and mark it done, in one transaction."""
+    marks = ",".join("?" * len(d.new_names))
+    with write_transaction(conn):
+        for table in ("series", "records"):
+            conn.execute(
+                f"UPDATE {table} SET source = CASE WHEN name IN ({marks}) THEN 'replay'"
+                " ELSE 'recheck' END WHERE unit = ? AND source = 'pending'",
+                (*d.new_names, d.unit_id))
+        conn.execute("UPDATE replay_units SET status = 'done', seconds = ? WHERE unit_id = ?",
+                     (seconds, d.unit_id))
+
+
+def fail(conn: sqlite3.Connection, unit_id: int, error: str, seconds: float | None) -> None:
+    """Drop unit ``unit_id``'s pending values and mark it failed with ``error``."""
+    with write_transaction(conn):
+        _delete_pending(conn, "unit = ?", (unit_id,))
+        conn.execute("UPDATE replay_units SET status = 'failed', error = ?, seconds = ?"
+                     " WHERE unit_id = ?", (error, seconds, unit_id))
+
+
+def clear_stale(conn: sqlite3.Connection) -> int:
+    """Fail the unfinished units of replays whose driver process is gone; returns how many."""
+    host = socket.gethostname()
+    stale = [
+        (unit,) for unit, pid, unit_host in conn.execute(
+            "SELECT u.unit_id, r.pid, r.host FROM replay_units AS u JOIN replays AS r"
+            " ON r.replay_id = u.replay_id WHERE u.status IN ('planned', 'running')")
+        if unit_host == host and not pid_alive(pid, None)]
+    if stale:
+        with write_transaction(conn):
+            for (unit,) in stale:
+                _delete_pending(conn, "unit = ?", (unit,))
+            conn.executemany("UPDATE replay_units SET status = 'failed', error = 'the replay"
+                             " that ran it ended first' WHERE unit_id = ?", stale)
+    return len(stale)
+
+
+def _delete_pending(conn: sqlite3.Connection, where: str, params: tuple) -> None:
+    conn.execute("DELETE FROM series_rows WHERE chunk_id IN (SELECT chunk_id FROM series"
+                 f" WHERE source = 'pending' AND {where})", params)
+    conn.execute(f"DELETE FROM series WHERE source = 'pending' AND {where}", params)
+    conn.execute(f"DELETE FROM records WHERE source = 'pending' AND {where}", params)
+
+
+def done_ranges(conn: sqlite3.Connection, run_id: int, name: str) -> list[tuple[int, int, bool,
+                                                                                bool]]:
+    """``(start, stop, owns_prefix, owns_suffix)`` of the done units that back-filled ``name``."""
+    out = []
+    for text, in conn.execute("SELECT directive FROM replay_units WHERE run_id = ?"
+                              " AND status = 'done'", (run_id,)):
+        d = Directive.from_json(text)
+        if name in d.new_names:
+            out.append((d.start, d.stop, d.owns_prefix, d.owns_suffix))
+    return out
