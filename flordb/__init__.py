@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import pandas
 
 __all__ = ["log", "arg", "loop", "checkpointing", "set_epsilon", "commit", "dataframe",
-           "query"]
+           "query", "replay"]
 __version__ = "0.1.0"
 
 T = TypeVar("T")
@@ -144,3 +144,21 @@ def query(sql: str, params: Iterable[Any] = ()) -> "pandas.DataFrame":
 
     _rt.flush()
     return _sql.query(_rt.project_root(), sql, tuple(params))
+
+
+def replay(names: str | Iterable[str], where: str | None = None, workers: int | None = None,
+           dry_run: bool = False, progress: bool = True) -> Any:
+    """Back-fill ``names`` into every past run that lacks them (hindsight logging).
+
+    The ``flor.log`` statements of ``names`` in today's scripts are carried into the version of
+    each past run, and those versions are re-executed (from checkpoints, skipping what the new
+    statements do not need, on ``workers`` processes; default: all cores). ``where`` filters
+    the runs by their top-level values (``"lr > 0.01 and epochs >= 5"``). Returns the
+    :class:`~flordb.hindsight.replay.Report` (with ``dry_run``, only the plan). Afterwards
+    :func:`dataframe` shows the new values in the rows of the recorded ones.
+    """
+    from flordb.hindsight.replay import replay as _replay
+
+    _rt.flush()
+    names = [names] if isinstance(names, str) else list(names)
+    return _replay(_rt.project_root(), names, where, workers, dry_run, progress=progress)

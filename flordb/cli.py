@@ -14,6 +14,8 @@ EPILOG = """examples:
   flordb runs                        the runs of this project, newest last
   flordb stat                        what the store holds
   flordb propagate train.py old_train.py --name grad_norm --diff
+  flordb replay grad_norm --dry-run  show the plan and each version's patch
+  flordb replay grad_norm --where "lr > 0.01" --workers 4 --yes
 """
 
 
@@ -49,6 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--line", action="append", default=[], type=int,
                     help="line of the statement in NEW_FILE (repeatable)")
     pr.add_argument("--diff", action="store_true", help="print a unified diff instead")
+    rp = sub.add_parser(
+        "replay", help="back-fill flor.log statements into past runs",
+        description="Carry the flor.log statements of NAME from today's scripts into the "
+                    "code of every past run that lacks NAME, re-execute those versions and "
+                    "add the values to the runs. Shows the plan and asks first.")
+    rp.add_argument("names", nargs="+", metavar="NAME", help="logged name (repeatable)")
+    rp.add_argument("--where", help='filter runs by top-level values, e.g. "lr > 0.01"')
+    rp.add_argument("--workers", type=int, help="parallel processes (default: all cores)")
+    rp.add_argument("--dry-run", action="store_true",
+                    help="show the plan and the patch of each version; run nothing")
+    rp.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     sub.add_parser("runs", help="the runs of this project")
     sub.add_parser("stat", help="counts and sizes of the store")
     return p
@@ -102,7 +115,45 @@ def _run(args: argparse.Namespace) -> int:
         _stat()
     elif args.command == "propagate":
         return _propagate(args)
+    elif args.command == "replay":
+        return _replay(args)
     return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import difflib
+
+    import flordb
+    from flordb.hindsight.plan import Plan, PlanError
+    from flordb.hindsight.replay import execute, make_plan
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    root = flordb._rt.project_root()
+    try:
+        plan: Plan = make_plan(root, args.names, args.where, args.workers)
+    except PlanError as exc:
+        raise UsageError(str(exc)) from None
+    print(plan.render())
+    if args.dry_run:
+        for v in plan.versions:
+            if v.source:
+                label = f"{v.filename}@{v.blob[:10]}"
+                sys.stdout.writelines(difflib.unified_diff(
+                    v.original.splitlines(keepends=True), v.source.splitlines(keepends=True),
+                    label, f"{label} (patched)"))
+        return 0
+    if not plan.units:
+        print("nothing to replay")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not confirmed: pass --yes to replay without asking")
+        if input("replay? [y/N] ").strip().lower() not in ("y", "yes"):
+            return 1
+    report = execute(root, plan)
+    print(report.render())
+    return 0 if report.ok else 1
 
 
 def _propagate(args: argparse.Namespace) -> int:

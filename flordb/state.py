@@ -125,6 +125,12 @@ def restore(obj: Any, state: Any, kind: str) -> None:
     elif isinstance(obj, set):
         obj.clear()
         obj.update(saved)
+    elif hasattr(obj, "bit_generator"):  # numpy.random.Generator
+        obj.bit_generator.state = saved.bit_generator.state
+    elif hasattr(obj, "get_state") and hasattr(obj, "set_state"):  # numpy RandomState
+        obj.set_state(saved.get_state())
+    elif hasattr(obj, "getstate") and hasattr(obj, "setstate"):  # random.Random
+        obj.setstate(saved.getstate())
     elif hasattr(obj, "__dict__"):
         obj.__dict__.clear()
         obj.__dict__.update(saved.__dict__)

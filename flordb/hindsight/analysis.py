@@ -1,0 +1,433 @@
+"""Static analysis of a patched script for the replay planner.
+
+For each back-filled statement it finds *where* it runs relative to the main loop (the loop
+whose iterations replay splits) and *what it reads*: the names in the statement, closed over
+the script's assignments and mutations (flow-insensitive, so a superset). For the main loop's
+body it finds the names the body *changes* (assigned, augmented, stored into, deleted, method
+receivers, called objects, arguments of non-builtin calls, and globals that called module
+functions change) and, of those, the ones *carried* from one iteration to the next (read in the
+body before being assigned in it). Names bound by imports, module-level ``def``/``class`` and
+builtins are not state. The planner (:mod:`flordb.hindsight.plan`) compares these sets with the
+variables ``flor.checkpointing`` enrolls, which a checkpoint restores.
+
+Assumption, stated in ``docs/replay.md``: a ``for`` loop's body runs at least once, so a name
+assigned at the top of a loop body counts as assigned after the loop.
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import libcst as cst
+from libcst.metadata import ExpressionContext, ExpressionContextProvider, MetadataWrapper
+from libcst.metadata import PositionProvider
+
+_MODULES = ("flordb", "flor")
+_BUILTINS = frozenset(dir(builtins))
+_STORE = (ExpressionContext.STORE, ExpressionContext.DEL)
+#: Library functions (called on an imported module) that change their arguments in place,
+#: besides PyTorch's ``name_`` convention.
+_IN_PLACE = frozenset({"shuffle", "copyto", "put", "place", "putmask", "fill_diagonal"})
+
+#: Positions of a statement relative to the main loop.
+BEFORE, HEAD, AFTER_INNER, INNER, AFTER, UNKNOWN = (
+    "before the loops", "outer loop, before inner loops", "outer loop, after an inner loop",
+    "inside an inner loop", "after the loops", "unknown")
+
+
+@dataclass
+class Site:
+    """One back-filled statement: its line, position and the names it reads directly."""
+
+    line: int
+    position: str
+    reads: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Analysis:
+    """What the planner needs to know about one patched version of a script."""
+
+    sites: list[Site]
+    restored: set[str]  # variables enrolled with flor.checkpointing
+    changed: set[str]  # names the main loop body changes
+    carried: set[str]  # ... of which are live from one iteration into the next
+    inner_changed: set[str]  # names that the body's statements holding inner loops change
+    training: set[str]  # names the loop's work reads or changes (inner loops, else the body)
+    after_inner_changed: set[str]  # names the other statements after the first inner loop change
+    log_reads: dict[str, set[str]]  # logged name -> what its flor.log statements read
+    has_main_loop: bool
+    deps: dict[str, set[str]] = field(repr=False, default_factory=dict)
+
+    def inputs(self, names: Iterable[str]) -> set[str]:
+        """``names`` and every name their values flow from, stopping at restored names.
+
+        A restored name's value comes from the checkpoint, whatever computed it.
+        """
+        out, todo = set(names), list(names)
+        while todo:
+            name = todo.pop()
+            if name in self.restored:
+                continue
+            for d in self.deps.get(name, ()):
+                if d not in out:
+                    out.add(d)
+                    todo.append(d)
+        return out
+
+    def unsafe(self, names: Iterable[str]) -> bool:
+        """Whether fast-forwarding leaves any input of ``names`` with a state not restored."""
+        return bool((self.carried - self.restored) & self.inputs(names))
+
+    def fast_forward_ok(self, reads: Iterable[str]) -> bool:
+        """Whether iterations run in full from a checkpoint compute what they did originally.
+
+        Every name carried across iterations that the loop's work or ``reads`` touch must be
+        restored: an optimizer that is not enrolled would train the restored model wrongly.
+        """
+        return not self.unsafe(self.training | set(reads))
+
+    def skip_ok(self, site: Site) -> bool:
+        """Whether ``site`` (in the outer loop body) can run with the inner loops skipped."""
+        inputs = self.inputs(site.reads)
+        unrestored = (self.carried | self.inner_changed) - self.restored
+        if unrestored & inputs:
+            return False
+        # After a skipped inner loop the state is the next iteration's checkpoint; a restored
+        # object that the rest of the body changes would then be seen a step ahead.
+        return not (site.position == AFTER_INNER
+                    and self.after_inner_changed & self.restored & inputs)
+
+
+class _Script:
+    """A parsed script with metadata and the sets of names that are not state."""
+
+    def __init__(self, source: str) -> None:
+        self.wrapper = MetadataWrapper(cst.parse_module(source), unsafe_skip_copy=True)
+        self.module = self.wrapper.module
+        self.ctx = self.wrapper.resolve(ExpressionContextProvider)
+        self.pos = self.wrapper.resolve(PositionProvider)
+        self.aliases, self.imported = set(), set()
+        self.functions: dict[str, cst.FunctionDef] = {}
+        for node in _walk(self.module):
+            if isinstance(node, (cst.Import, cst.ImportFrom)) \
+                    and not isinstance(node.names, cst.ImportStar):
+                module = _dotted(node.module) if isinstance(node, cst.ImportFrom) else None
+                for alias in node.names:
+                    bound = _dotted(alias.asname.name) if alias.asname else \
+                        _dotted(alias.name).split(".")[0]
+                    self.imported.add(bound)
+                    if module is None and _dotted(alias.name) in _MODULES:
+                        self.aliases.add(bound)
+                    elif module in _MODULES:
+                        self.aliases.add(bound)  # flor functions imported by name
+            elif isinstance(node, cst.FunctionDef):
+                self.functions.setdefault(node.name.value, node)
+            elif isinstance(node, cst.ClassDef):
+                self.imported.add(node.name.value)
+        self.not_state = _BUILTINS | self.imported | set(self.functions) | self.aliases
+        self._free_changes: dict[str, set[str]] = {}
+        self._body_changes: dict[str, set[str]] = {}
+
+    # ------------------------------------------------------------------ node queries
+    def is_flor_call(self, node: cst.CSTNode, attr: str | None = None) -> bool:
+        """Whether ``node`` calls flordb's ``attr`` (any flordb function when None)."""
+        if not isinstance(node, cst.Call):
+            return False
+        f = node.func
+        if isinstance(f, cst.Attribute):
+            return attr in (None, f.attr.value) and _dotted(f.value) in self.aliases
+        return isinstance(f, cst.Name) and attr in (None, f.value) and f.value in self.aliases
+
+    def loop_name(self, node: cst.CSTNode) -> str | None:
+        """The name of ``for ... in flor.loop(NAME, ...)``, else None."""
+        if isinstance(node, cst.For) and self.is_flor_call(node.iter, "loop") and node.iter.args:
+            value = node.iter.args[0].value
+            if isinstance(value, cst.SimpleString):
+                return value.evaluated_value
+        return None
+
+    def line_span(self, node: cst.CSTNode) -> tuple[int, int]:
+        p = self.pos[node]
+        return p.start.line, p.end.line
+
+    def reads(self, node: cst.CSTNode) -> set[str]:
+        """State names ``node`` loads (comprehension and lambda variables excluded)."""
+        keywords = {id(n.keyword) for n in _walk(node) if isinstance(n, cst.Arg) and n.keyword}
+        return {n.value for n in _walk(node) if isinstance(n, cst.Name) and id(n) not in keywords
+                and self.ctx.get(n) is ExpressionContext.LOAD} - self._locals(node) - self.not_state
+
+    def changes(self, node: cst.CSTNode) -> set[str]:
+        """State names ``node`` may change.
+
+        Assignment targets, bases of stored attributes and subscripts, receivers of method
+        calls, called objects (a module's forward pass may update its statistics), arguments
+        that a called module function changes, and arguments of in-place library functions
+        (``torch.nn.init.zeros_``, ``np.random.shuffle``: :data:`_IN_PLACE`).
+        """
+        out: set[str] = set()
+        for n in _walk(node):
+            c = self.ctx.get(n)
+            if isinstance(n, cst.Name) and c in _STORE:
+                out.add(n.value)
+            elif isinstance(n, (cst.Attribute, cst.Subscript)) and c in _STORE:
+                out.add(_base(n))
+            elif isinstance(n, cst.Call) and not self.is_flor_call(n):
+                f = n.func
+                if isinstance(f, cst.Attribute):
+                    receiver = _base(f.value)
+                    out.add(receiver)
+                    if receiver in self.imported and _in_place(f.attr.value):
+                        out.update(_base(a.value) for a in n.args)
+                elif isinstance(f, cst.Name) and f.value in self.functions:
+                    out |= self.free_changes(f.value)
+                    out |= self.changed_args(f.value, n.args)
+                elif isinstance(f, cst.Name):
+                    out.add(f.value)
+        return out - {""} - self._locals(node) - self.not_state
+
+    def changed_args(self, name: str, args: Sequence[cst.Arg]) -> set[str]:
+        """The names passed to module function ``name`` for parameters it changes."""
+        fn = self.functions[name]
+        params = [p.name.value for p in (*fn.params.posonly_params, *fn.params.params)]
+        if name not in self._body_changes:
+            self._body_changes[name] = set(params)  # recursion guard: assume all change
+            self._body_changes[name] = self.changes(fn.body)
+        changed = self._body_changes[name]
+        out = set()
+        for i, a in enumerate(args):
+            param = a.keyword.value if a.keyword is not None else (
+                params[i] if i < len(params) and not a.star else None)
+            if param is None or param in changed or a.star:
+                out.add(_base(a.value))
+        return out
+
+    def free_changes(self, name: str) -> set[str]:
+        """Names outside function ``name`` that calling it may change."""
+        if name not in self._free_changes:
+            self._free_changes[name] = set()  # recursion guard
+            fn = self.functions[name]
+            params = {p.name.value for p in _walk(fn.params) if isinstance(p, cst.Param)}
+            declared = {n.value for g in _walk(fn.body) if isinstance(g, cst.Global)
+                        for n in (a.name for a in g.names)}
+            assigned = {n.value for n in _walk(fn.body) if isinstance(n, cst.Name)
+                        and self.ctx.get(n) in _STORE} - declared
+            self._free_changes[name] = self.changes(fn.body) - params - assigned
+        return self._free_changes[name]
+
+    def holds_loop(self, node: cst.CSTNode, seen: frozenset[str] = frozenset()) -> bool:
+        """Whether running ``node`` enters a ``flor.loop`` (directly or via module functions)."""
+        for n in _walk(node):
+            if self.loop_name(n) is not None:
+                return True
+            if isinstance(n, cst.Call) and isinstance(n.func, cst.Name) \
+                    and n.func.value in self.functions and n.func.value not in seen:
+                if self.holds_loop(self.functions[n.func.value].body, seen | {n.func.value}):
+                    return True
+        return False
+
+    def _locals(self, node: cst.CSTNode) -> set[str]:
+        out = set()
+        for n in _walk(node):
+            if isinstance(n, cst.CompFor):
+                out |= {t.value for t in _walk(n.target) if isinstance(t, cst.Name)}
+            elif isinstance(n, cst.Lambda):
+                out |= {p.name.value for p in _walk(n.params) if isinstance(p, cst.Param)}
+        return out
+
+    # ------------------------------------------------------------------ data flow
+    def dependencies(self) -> dict[str, set[str]]:
+        """name -> names whose values flow into it, over the whole script."""
+        deps: dict[str, set[str]] = {}
+
+        def add(targets: Iterable[str], sources: set[str]) -> None:
+            for t in targets:
+                deps.setdefault(t, set()).update(sources)
+
+        for n in _walk(self.module):
+            if isinstance(n, (cst.Assign, cst.AugAssign, cst.AnnAssign)) and n.value is not None:
+                targets = n.targets if isinstance(n, cst.Assign) else [n]
+                add({x for t in targets for x in self.changes(t.target)} | (
+                    {_base(n.target)} if isinstance(n, cst.AugAssign) else set()),
+                    self.reads(n.value))
+            elif isinstance(n, cst.For):
+                add(self.changes(n.target), self.reads(n.iter))
+            elif isinstance(n, cst.WithItem) and n.asname is not None:
+                add(self.changes(n.asname.name), self.reads(n.item))
+            elif isinstance(n, cst.Call) and not self.is_flor_call(n):
+                add(self.changes(n), self.reads(n))
+        return deps
+
+    def live_in(self, body: Iterable[cst.BaseStatement], defined: set[str]) -> set[str]:
+        """Names read in ``body`` before ``body`` surely assigns them."""
+        live: set[str] = set()
+        self._flow(list(body), set(defined), live)
+        return live
+
+    def _flow(self, stmts: list[cst.CSTNode], defined: set[str], live: set[str]) -> None:
+        for stmt in stmts:
+            if isinstance(stmt, cst.SimpleStatementLine):
+                for small in stmt.body:
+                    if isinstance(small, (cst.Assign, cst.AnnAssign)) and small.value is not None:
+                        live |= self.reads(small.value) - defined
+                        targets = small.targets if isinstance(small, cst.Assign) else [small]
+                        for t in targets:
+                            live |= self.reads(t.target) - defined
+                            if isinstance(t.target, (cst.Name, cst.Tuple, cst.List)):
+                                defined |= {n.value for n in _walk(t.target)
+                                            if isinstance(n, cst.Name)}
+                    elif isinstance(small, cst.AugAssign):
+                        live |= (self.reads(small) | {_base(small.target)}) - defined
+                    else:
+                        live |= self.reads(small) - defined
+            elif isinstance(stmt, cst.For):
+                live |= self.reads(stmt.iter) - defined
+                defined |= self.changes(stmt.target)
+                self._flow(list(stmt.body.body), defined, live)  # assumed to run at least once
+            elif isinstance(stmt, cst.With):
+                for item in stmt.items:
+                    live |= self.reads(item.item) - defined
+                    if item.asname is not None:
+                        defined |= self.changes(item.asname.name)
+                self._flow(list(stmt.body.body), defined, live)
+            elif isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+                defined.add(stmt.name.value)
+            else:  # if / while / try / match: branches may not run; nothing surely assigned
+                for block in _blocks(stmt):
+                    self._flow(block, set(defined), live)
+                live |= self._header_reads(stmt) - defined
+
+    def _header_reads(self, stmt: cst.CSTNode) -> set[str]:
+        test = getattr(stmt, "test", None) or getattr(stmt, "subject", None)
+        return self.reads(test) if test is not None else set()
+
+
+def analyze(source: str, lines: Iterable[int], main_loop: str | None,
+            depths: dict[str, int]) -> Analysis:
+    """Analyze the patched ``source`` whose back-filled statements start at ``lines``.
+
+    ``main_loop`` is the name of the run's main loop and ``depths`` the recorded depth of each
+    loop name (a statement in a loop of depth 2 or more is inside an inner loop).
+    """
+    s = _Script(source)
+    main = next((n for n in _walk(s.module) if s.loop_name(n) == main_loop), None)
+    deps = s.dependencies()
+    restored = {a.value.value for n in _walk(s.module) if s.is_flor_call(n, "checkpointing")
+                for a in n.args if a.keyword is not None and isinstance(a.value, cst.Name)}
+    body = list(main.body.body) if main is not None else []
+    holders = [i for i, stmt in enumerate(body) if s.holds_loop(stmt)]
+    changed, carried, inner_changed, after_changed, training = set(), set(), set(), set(), set()
+    if main is not None:
+        changed = s.changes(main.body)
+        carried = changed & s.live_in(body, s.changes(main.target))
+        inner_changed = set().union(*(s.changes(body[i]) for i in holders))
+        work = [body[i] for i in holders] or [b for b in body if not _is_log_statement(s, b)]
+        training = set().union(*(s.changes(b) | s.reads(b) for b in work))
+        if holders:
+            for stmt in body[holders[0] + 1:]:
+                if not s.holds_loop(stmt) and not _is_log_statement(s, stmt):
+                    after_changed |= s.changes(stmt)
+    sites = []
+    statements = {s.line_span(n)[0]: n for n in _walk(s.module)
+                  if isinstance(n, cst.SimpleStatementLine)}
+    for line in lines:
+        stmt = statements.get(line)
+        if stmt is None:
+            raise ValueError(f"no statement starts at line {line} of the patched script")
+        position = _position(s, stmt, main, body, holders, depths)
+        sites.append(Site(line, position, s.reads(stmt)))
+    log_reads: dict[str, set[str]] = {}
+    for n in _walk(s.module):
+        if s.is_flor_call(n, "log") and n.args and isinstance(n.args[0].value, cst.SimpleString):
+            name = n.args[0].value.evaluated_value
+            log_reads.setdefault(name, set()).update(*(s.reads(a.value) for a in n.args[1:]))
+    return Analysis(sites, restored, changed, carried, inner_changed, training, after_changed,
+                    log_reads, main is not None, deps)
+
+
+def _position(s: _Script, stmt: cst.CSTNode, main: cst.For | None, body: list,
+              holders: list[int], depths: dict[str, int]) -> str:
+    line = s.line_span(stmt)[0]
+    if main is None:
+        return BEFORE if not _in_function(s, stmt) else UNKNOWN
+    enclosing = [n for n in _walk(s.module) if s.loop_name(n) is not None
+                 and _contains(s, n.body, line)]
+    if enclosing:
+        inner = enclosing[-1]  # _walk is pre-order: the last one is the innermost
+        if inner is main:
+            index = next(i for i, b in enumerate(body) if _contains(s, b, line))
+            if index in holders:
+                return UNKNOWN  # in a compound statement that also holds an inner loop
+            return AFTER_INNER if any(h < index for h in holders) else HEAD
+        if depths.get(s.loop_name(inner) or "", 1) >= 2 and _contains(s, main.body, line):
+            return INNER
+        if depths.get(s.loop_name(inner) or "", 1) >= 2 and _in_function(s, inner):
+            return INNER  # an inner loop moved into a function
+        return UNKNOWN
+    fn = _in_function(s, stmt)
+    if fn is not None and not _contains(s, fn, s.line_span(main)[0]):
+        return UNKNOWN  # runs wherever the function is called
+    first, last = s.line_span(main)
+    return BEFORE if line < first else AFTER if line > last else UNKNOWN
+
+
+def _in_place(function: str) -> bool:
+    return function.endswith("_") and not function.startswith("_") or function in _IN_PLACE
+
+
+def _in_function(s: _Script, stmt: cst.CSTNode) -> cst.FunctionDef | None:
+    line = s.line_span(stmt)[0]
+    found = None  # pre-order: the last function holding the line is the innermost
+    for n in _walk(s.module):
+        if isinstance(n, cst.FunctionDef) and _contains(s, n.body, line):
+            found = n
+    return found
+
+
+def _contains(s: _Script, node: cst.CSTNode, line: int) -> bool:
+    first, last = s.line_span(node)
+    return first <= line <= last
+
+
+def _is_log_statement(s: _Script, stmt: cst.CSTNode) -> bool:
+    return isinstance(stmt, cst.SimpleStatementLine) and all(
+        isinstance(x, cst.Expr) and s.is_flor_call(x.value, "log") for x in stmt.body)
+
+
+def _blocks(stmt: cst.CSTNode) -> list[list[cst.CSTNode]]:
+    """The statement lists directly under a compound statement (all branches)."""
+    out = []
+    for child in stmt.children:
+        if isinstance(child, cst.IndentedBlock):
+            out.append(list(child.body))
+        elif isinstance(child, cst.SimpleStatementSuite):
+            out.append([cst.SimpleStatementLine(body=child.body)])
+        elif isinstance(child, cst.CSTNode) and not isinstance(child, cst.BaseExpression):
+            out.extend(_blocks(child))
+    return out
+
+
+def _walk(node: cst.CSTNode):
+    """``node`` and its descendants, pre-order."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(n.children))
+
+
+def _base(node: cst.CSTNode) -> str:
+    """The leftmost name of ``a.b[c].d`` (``""`` when it is not a name)."""
+    while isinstance(node, (cst.Attribute, cst.Subscript)):
+        node = node.value
+    return node.value if isinstance(node, cst.Name) else ""
+
+
+def _dotted(node: cst.CSTNode | None) -> str:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        return f"{_dotted(node.value)}.{node.attr.value}"
+    return ""

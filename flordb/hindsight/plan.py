@@ -1,0 +1,459 @@
+"""Plan a replay: which runs lack which names, how each version is patched, what must run.
+
+:func:`make_plan` reads the store and the git history and returns a :class:`Plan`: the patched
+source of every version involved (propagation), and for every run its work units
+(:class:`~flordb.store.replays.Directive`) with a cost estimate from the run's recorded timing.
+Nothing is executed and nothing is written; :mod:`flordb.hindsight.replay` carries a plan out.
+
+Per run the planner decides, from where each new statement sits
+(:mod:`flordb.hindsight.analysis`) and which checkpoints exist:
+
+- statements only *before the loops*: run the prefix, stop where the main loop starts;
+- statements in the *outer loop body* whose inputs a checkpoint restores: skip the inner loops
+  (restoring checkpoints instead), split the iterations into units at checkpoints;
+- anything else in the loops: run the iterations in full, from checkpoints when every carried
+  state is restored, else from the start in one unit;
+- statements *after the loops*: also run what follows the main loop (from its last checkpoint
+  when that is safe).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from flordb.hindsight import analysis as A
+from flordb.hindsight.propagate import ParseError, Placement, Propagator
+from flordb.store import replays
+from flordb.store.db import connect_reader
+from flordb.store.replays import Directive
+
+#: Assumed read throughput when estimating the cost of restoring a checkpoint (bytes/s).
+_RESTORE_BPS = 2e8
+
+
+class PlanError(ValueError):
+    """The replay cannot be planned as asked (bad ``--where``, unknown names, no git)."""
+
+
+@dataclass
+class Version:
+    """One past version of one script (one git blob), patched with the new statements."""
+
+    filename: str
+    blob: str
+    original: str = ""
+    source: str = ""  # patched
+    placements: list[Placement] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        """Names whose statement could be placed (or was already there)."""
+        return [p.name for p in self.placements if p.status != "failed" and p.name]
+
+
+@dataclass
+class RunPlan:
+    """The units of one run and how they were decided."""
+
+    run_id: int
+    tstamp: str
+    commit: str  # the run's code snapshot, materialized for its units
+    version: Version
+    names: list[str]
+    strategy: str
+    units: list[Directive]
+    estimate_s: float
+    scratch_s: float
+    positions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """Everything a replay will do; :meth:`render` shows it to the user."""
+
+    names: list[str]
+    where: str | None
+    workers: int
+    versions: list[Version]
+    runs: list[RunPlan]
+    skipped: list[tuple[str, str]]  # (run or script, why)
+
+    @property
+    def units(self) -> list[Directive]:
+        return [u for r in self.runs for u in r.units]
+
+    def estimate_s(self) -> tuple[float, float]:
+        """(estimated wall time on ``workers``, time to re-run the same runs from scratch)."""
+        costs = sorted((r.estimate_s / max(1, len(r.units)) for r in self.runs
+                        for _ in r.units), reverse=True)
+        lanes = [0.0] * max(1, self.workers)
+        for c in costs:  # longest first onto the least loaded worker
+            lanes[lanes.index(min(lanes))] += c
+        return max(lanes), sum(r.scratch_s for r in self.runs)
+
+    def render(self) -> str:
+        """A human-readable plan: versions and placements, per-run strategy and cost."""
+        out = [f"replay {', '.join(self.names)}"
+               + (f" where {self.where}" if self.where else "")
+               + f": {len(self.runs)} runs, {len(self.units)} units, {self.workers} workers"]
+        for v in self.versions:
+            runs = [r for r in self.runs if r.version is v]
+            out.append(f"  version {v.blob[:10]} of {v.filename} ({len(runs)} runs)")
+            if v.error:
+                out.append(f"    not replayed: {v.error}")
+            for p in v.placements:
+                out.append(f"    {p.describe()}")
+        for r in self.runs:
+            where = "; ".join(f"{n}: {pos}" for n, pos in r.positions.items())
+            out.append(f"  run {r.tstamp} {r.version.filename}: {r.strategy}; "
+                       f"{len(r.units)} unit(s), ~{r.estimate_s:.1f}s "
+                       f"(from scratch ~{r.scratch_s:.1f}s) [{where}]")
+        for what, why in self.skipped:
+            out.append(f"  skipped {what}: {why}")
+        wall, scratch = self.estimate_s()
+        out.append(f"estimated {wall:.1f}s on {self.workers} workers "
+                   f"(re-running these runs from scratch: ~{scratch:.1f}s of compute)")
+        return "\n".join(out)
+
+
+def make_plan(root: Path, names: Sequence[str], where: str | None = None,
+              workers: int | None = None) -> Plan:
+    """Plan back-filling ``names`` into the completed runs of the project at ``root``."""
+    names = list(dict.fromkeys(names))
+    if not names:
+        raise PlanError("name at least one logged name to replay")
+    workers = workers or os.cpu_count() or 1
+    conn = connect_reader(root)
+    try:
+        return _Planner(root, conn, names, where, workers).plan()
+    finally:
+        conn.close()
+
+
+class _Planner:
+    def __init__(self, root: Path, conn: sqlite3.Connection, names: list[str],
+                 where: str | None, workers: int) -> None:
+        self.root, self.conn, self.names, self.where, self.workers = (
+            root, conn, names, where, workers)
+        self.skipped: list[tuple[str, str]] = []
+        self.versions: dict[tuple[str, str], Version] = {}
+        self.propagators: dict[str, Propagator | None] = {}
+
+    def plan(self) -> Plan:
+        runs = self._candidate_runs()
+        todo = []
+        for run_id, tstamp, filename, snapshot in runs:
+            lacking = self._lacking(run_id)
+            if not lacking:
+                continue
+            if not snapshot:
+                self.skipped.append((f"run {tstamp}", "no code snapshot (recorded outside git)"))
+                continue
+            version = self._version(filename, snapshot)
+            if version is None:
+                continue
+            wanted = [n for n in lacking if n in version.names]
+            if version.error or not wanted:
+                continue
+            todo.append((run_id, tstamp, snapshot, version, {n: lacking[n] for n in wanted}))
+        per_run = max(1, math.ceil(self.workers / max(1, len(todo))))
+        plans = [p for p in (self._plan_run(*args, per_run) for args in todo) if p.units]
+        used = {id(p.version) for p in plans}
+        versions = [v for v in self.versions.values() if id(v) in used or v.error]
+        return Plan(self.names, self.where, self.workers, versions, plans, self.skipped)
+
+    # ------------------------------------------------------------------ runs and names
+    def _candidate_runs(self) -> list[tuple[int, str, str, str | None]]:
+        rows = self.conn.execute(
+            "SELECT run_id, tstamp, filename, snapshot, status FROM runs ORDER BY run_id"
+        ).fetchall()
+        allowed = self._where_runs() if self.where else None
+        out = []
+        for run_id, tstamp, filename, snapshot, status in rows:
+            if allowed is not None and run_id not in allowed:
+                continue
+            if status != "completed":
+                self.skipped.append((f"run {tstamp}", f"{status}, not completed"))
+                continue
+            out.append((run_id, tstamp, filename, snapshot))
+        return out
+
+    def _where_runs(self) -> set[int]:
+        from flordb.store.frames import dataframe
+
+        frame = dataframe(self.root, [])
+        keyed = self.conn.execute("SELECT projid || ' ' || tstamp, run_id FROM runs").fetchall()
+        frame["run_id"] = (frame["projid"] + " " + frame["tstamp"]).map(dict(keyed))
+        try:
+            chosen = frame.query(self.where, engine="python")
+        except Exception as exc:  # pandas raises many types for a bad expression
+            cols = ", ".join(c for c in frame.columns if c != "run_id")
+            raise PlanError(f"--where {self.where!r}: {type(exc).__name__}: {exc} "
+                            f"(columns: {cols})") from None
+        return set(chosen["run_id"].tolist())
+
+    def _lacking(self, run_id: int) -> dict[str, tuple[bool, bool, list[tuple[int, int]]]]:
+        """name -> (prefix done, suffix done, iteration ranges done) for names to fill."""
+        out = {}
+        for name in self.names:
+            recorded = self.conn.execute(
+                "SELECT 1 FROM records WHERE run_id = ? AND name = ? AND source = 'record'"
+                " UNION ALL SELECT 1 FROM series WHERE run_id = ? AND name = ? AND"
+                " source = 'record' LIMIT 1", (run_id, name, run_id, name)).fetchone()
+            if recorded:
+                continue  # recorded: the run's own value is the truth
+            done = replays.done_ranges(self.conn, run_id, name)
+            prefix = any(d[2] for d in done)
+            suffix = any(d[3] for d in done)
+            ranges = [(d[0], d[1]) for d in done]
+            out[name] = (prefix, suffix, ranges)
+        return out
+
+    # ------------------------------------------------------------------ versions
+    def _version(self, filename: str, commit: str) -> Version | None:
+        propagator = self._propagator(filename)
+        if propagator is None:
+            return None
+        try:
+            blob = git_show(self.root, commit, filename, "rev-parse").strip()
+        except LookupError as exc:
+            self.skipped.append((f"snapshot {commit[:10]}", str(exc)))
+            return None
+        key = (filename, blob)
+        if key in self.versions:
+            return self.versions[key]
+        v = self.versions[key] = Version(filename, blob)
+        try:
+            v.original = git_show(self.root, commit, filename)
+            result = propagator.into(v.original)
+        except (ParseError, LookupError) as exc:
+            v.error = str(exc)
+            return v
+        v.source, v.placements = result.source, result.placements
+        if not v.names:
+            v.error = "no statement could be placed"
+        return v
+
+    def _propagator(self, filename: str) -> Propagator | None:
+        if filename not in self.propagators:
+            path = self.root / filename
+            prop = None
+            try:
+                prop = Propagator(path.read_text(), self.names)
+            except OSError as exc:
+                self.skipped.append((filename, f"cannot read today's version: {exc}"))
+            except ParseError as exc:
+                self.skipped.append((filename, str(exc)))
+            if prop is not None and not prop.selected:
+                self.skipped.append((filename, "today's version logs none of these names"))
+                prop = None
+            self.propagators[filename] = prop
+        return self.propagators[filename]
+
+    # ------------------------------------------------------------------ one run
+    def _plan_run(self, run_id: int, tstamp: str, commit: str, version: Version,
+                  lacking: dict[str, tuple], per_run: int) -> RunPlan:
+        c = self.conn
+        main = c.execute("SELECT loop_id, name, iterations FROM loops WHERE run_id = ? AND"
+                         " depth = 1 ORDER BY loop_id LIMIT 1", (run_id,)).fetchone()
+        depths = dict(c.execute("SELECT name, MIN(depth) FROM loops WHERE run_id = ?"
+                                " GROUP BY name", (run_id,)).fetchall())
+        lines = {p.name: p.old_line for p in version.placements
+                 if p.name in lacking and p.old_line}
+        an = A.analyze(version.source, lines.values(), main[1] if main else None, depths)
+        sites = dict(zip(lines, an.sites))
+        recorded = self._recorded_names(run_id)
+        timing = _Timing(c, run_id, main)
+        plan = RunPlan(run_id, tstamp, commit, version, list(lacking), "", [], 0.0, timing.total,
+                       {n: s.position for n, s in sites.items()})
+        # Names with the same progress from earlier replays are planned together.
+        groups: dict[str, list[str]] = defaultdict(list)
+        for name in lacking:
+            groups[json.dumps(lacking[name])].append(name)
+        for key, group in groups.items():
+            prefix_done, suffix_done, done = json.loads(key)
+            strategy, units = self._units(
+                run_id, main, an, [sites[n] for n in group], per_run,
+                prefix_done, suffix_done, [tuple(r) for r in done])
+            compare = self._comparable(an, recorded, units)
+            for u in units:
+                u.new_names, u.compare_names = group, compare
+            plan.units += units
+            plan.strategy = strategy
+            plan.estimate_s += sum(timing.cost(u) for u in units)
+        return plan
+
+    def _recorded_names(self, run_id: int) -> set[str]:
+        return {r[0] for r in self.conn.execute(
+            "SELECT DISTINCT name FROM series WHERE run_id = ? AND source = 'record' UNION"
+            " SELECT DISTINCT name FROM records WHERE run_id = ? AND source = 'record'"
+            " AND kind = 'log'", (run_id, run_id))}
+
+    @staticmethod
+    def _comparable(an: A.Analysis, recorded: set[str], units: list[Directive]) -> list[str]:
+        """Recorded names whose re-executed values must equal the recorded ones."""
+        skips = any(u.skip_inner for u in units)
+        restores = any(u.restore_from is not None for u in units)
+        out = []
+        for name, reads in an.log_reads.items():
+            if name not in recorded:
+                continue
+            if skips and ((an.carried | an.inner_changed) - an.restored) & an.inputs(reads):
+                continue  # computed from state that skipping leaves stale
+            if restores and not an.fast_forward_ok(reads):
+                continue
+            out.append(name)
+        return sorted(out)
+
+    def _units(self, run_id: int, main: tuple | None, an: A.Analysis, sites: list[A.Site],
+               per_run: int, prefix_done: bool, suffix_done: bool,
+               done: list[tuple[int, int]]) -> tuple[str, list[Directive]]:
+        positions = {s.position for s in sites}
+        reads = set().union(*(s.reads for s in sites))
+        if main is None or not an.has_main_loop:
+            return "run the whole script", [Directive(run_id, [], [], None, 0, 0, None)]
+        main_id, _, n = main
+        n = n or 0
+        ckpts = [i for i in _available(self.conn, run_id, main_id) if i <= n]
+        in_loop = positions & {A.HEAD, A.AFTER_INNER, A.INNER, A.UNKNOWN}
+        after = bool(positions & {A.AFTER, A.UNKNOWN})
+        before = bool(positions & {A.BEFORE, A.UNKNOWN})
+        todo = _subtract([(0, n)], done) if in_loop else []
+        if not in_loop:
+            units = []
+            if before and not prefix_done:
+                units.append(Directive(run_id, [], [], main_id, 0, 0, None, owns_prefix=True,
+                                       owns_suffix=False, run_suffix=False))
+            if after and not suffix_done:
+                last = max(ckpts, default=None)
+                if last is not None and an.fast_forward_ok(reads):
+                    units.append(Directive(run_id, [], [], main_id, last, n, last,
+                                           owns_prefix=False))
+                else:
+                    units.append(Directive(run_id, [], [], main_id, 0, n, None,
+                                           owns_prefix=False))
+            strategy = ("run the prefix only" if not after else
+                        "fast-forward to the last checkpoint, run the rest"
+                        if units and units[-1].restore_from is not None else
+                        "run everything from the start")
+            return strategy, units
+        outer_only = not positions - {A.HEAD, A.AFTER_INNER, A.BEFORE, A.AFTER}
+        skip = (outer_only and bool(ckpts)
+                and all(an.skip_ok(s) for s in sites if s.position in (A.HEAD, A.AFTER_INNER)))
+        ff = bool(ckpts) and (skip or an.fast_forward_ok(reads))
+        if skip:
+            strategy = "skip inner loops, restoring checkpoints"
+        elif ff:
+            strategy = "run iterations from checkpoints"
+        else:
+            strategy = ("run everything from the start (no checkpoints)" if not ckpts else
+                        "run everything from the start (state not restorable: "
+                        + ", ".join(sorted((an.carried - an.restored)
+                                           & (an.training | reads))) + ")")
+        ranges = []
+        for a, b in todo:
+            ranges += _split(a, b, ckpts, per_run) if ff else [(a, b)]
+        if not ff and ranges:
+            ranges = [(0, ranges[-1][1])]  # from scratch: one unit up to the last gap
+        units = []
+        for a, b in ranges:
+            units.append(Directive(
+                run_id, [], [], main_id, a, b,
+                max((c for c in ckpts if c <= a), default=None) if ff and a > 0 else None,
+                skip_inner=skip,
+                restore_after_inner=skip and A.AFTER_INNER in positions,
+                owns_prefix=a == 0 and not prefix_done,
+                owns_suffix=b >= n and not suffix_done,
+                run_suffix=after and b >= n and not suffix_done))
+        if before and not prefix_done and not any(u.owns_prefix for u in units):
+            units.insert(0, Directive(run_id, [], [], main_id, 0, 0, None, owns_prefix=True,
+                                      owns_suffix=False, run_suffix=False))
+        return strategy, units
+
+
+class _Timing:
+    """Cost estimates for one run from its recorded timing."""
+
+    def __init__(self, conn: sqlite3.Connection, run_id: int, main: tuple | None) -> None:
+        started, ended = conn.execute("SELECT started, ended FROM runs WHERE run_id = ?",
+                                      (run_id,)).fetchone()
+        self.total = max(0.0, (ended or started) - started)
+        rows = conn.execute("SELECT name, depth, iterations, seconds FROM loop_timing"
+                            " WHERE run_id = ?", (run_id,)).fetchall()
+        outer = [r for r in rows if r[1] == 1]
+        self.iteration = self.inner = 0.0
+        loops_s = sum(r[3] for r in outer)
+        if main is not None:
+            for name, depth, iterations, seconds in outer:
+                if name == main[1] and iterations:
+                    self.iteration = seconds / iterations
+            if main[2]:
+                self.inner = sum(r[3] for r in rows if r[1] == 2) / main[2]
+        self.prefix = max(0.0, self.total - loops_s)
+        row = conn.execute("SELECT AVG(b) FROM (SELECT SUM(bytes) AS b FROM checkpoints"
+                           " WHERE run_id = ? GROUP BY loop_id, iter)", (run_id,)).fetchone()
+        self.restore = (row[0] or 0) / _RESTORE_BPS
+
+    def cost(self, d: Directive) -> float:
+        n = max(0, d.stop - d.start)
+        per = self.iteration - (self.inner if d.skip_inner else 0.0)
+        restores = (n if d.skip_inner else 0) + (1 if d.restore_from is not None else 0)
+        return self.prefix + n * max(per, 0.0) + restores * self.restore
+
+
+def _available(conn: sqlite3.Connection, run_id: int, loop_id: int) -> list[int]:
+    from flordb.checkpoint import available
+
+    return available(conn, run_id, loop_id)
+
+
+def _subtract(ranges: list[tuple[int, int]], done: list[tuple[int, int]]) -> list[tuple[int,
+                                                                                     int]]:
+    """``ranges`` minus the iterations covered by ``done``."""
+    out = ranges
+    for a, b in done:
+        nxt = []
+        for x, y in out:
+            if b <= x or a >= y:
+                nxt.append((x, y))
+            else:
+                if x < a:
+                    nxt.append((x, a))
+                if b < y:
+                    nxt.append((b, y))
+        out = nxt
+    return out
+
+
+def _split(a: int, b: int, ckpts: list[int], pieces: int) -> list[tuple[int, int]]:
+    """Split ``a..b`` into up to ``pieces`` ranges starting at checkpoints (or at ``a``)."""
+    if pieces <= 1 or b - a <= 1:
+        return [(a, b)]
+    cuts = {a}
+    for k in range(1, pieces):
+        ideal = a + (b - a) * k / pieces
+        below = [c for c in ckpts if a < c < b and c <= ideal]
+        if below:
+            cuts.add(max(below))
+    starts = sorted(cuts)
+    return list(zip(starts, starts[1:] + [b]))
+
+
+def git_show(root: Path, commit: str, filename: str, command: str = "show") -> str:
+    """The text of ``filename`` in ``commit`` (``command="rev-parse"``: its blob id)."""
+    import git
+
+    try:
+        return git.Repo(root).git.execute(["git", command, f"{commit}:{filename}"],
+                                          strip_newline_in_stdout=False)
+    except git.GitCommandError as exc:
+        raise LookupError(f"{filename} is not in snapshot {commit[:10]}: "
+                          f"{exc.stderr.strip()}") from None

@@ -1,0 +1,355 @@
+"""Carry out a replay plan: materialize versions, run units in parallel, finish each unit.
+
+Each unit runs in its own temporary directory holding the files of its run's code snapshot
+(exported from git with ``git archive``: nothing is registered in the user's repository, so
+even a crash leaves no worktree behind), with the patched script written over the old one and
+files the snapshot lacks (ignored data, large files) reachable from the project: small files
+are copied, larger files and directories linked. The child is ``sys.executable`` running the
+script with the recorded arguments, from the recorded working directory's counterpart, with
+``$FLORDB_REPLAY`` naming its unit and ``$FLORDB_ROOT`` the project, whose store it writes.
+
+Units run on an :class:`Executor`; :class:`LocalExecutor` is a pool of ``workers`` child
+processes. A distributed engine implements the same two methods.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from flordb.hindsight.plan import Plan, RunPlan, make_plan
+from flordb.store import replays
+from flordb.store.db import connect_writer
+from flordb.store.replays import Directive
+
+#: Untracked files up to this size are copied into a unit's directory; larger ones are linked.
+COPY_MAX_BYTES = 1 << 20
+_TAIL_LINES = 20
+
+
+@dataclass
+class Job:
+    """One child process to run: what a distributed executor ships to a worker."""
+
+    unit_id: int
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+
+
+@dataclass
+class JobResult:
+    unit_id: int
+    returncode: int
+    seconds: float
+    tail: str  # the last lines of the child's stdout and stderr
+
+
+class Executor(Protocol):
+    """Runs jobs; a cluster engine can implement this interface."""
+
+    def submit(self, job: Job) -> Future[JobResult]: ...
+
+    def shutdown(self, cancel: bool) -> None: ...
+
+
+class LocalExecutor:
+    """A pool of ``workers`` child processes on this machine."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flordb-replay")
+        self._procs: dict[int, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+        self._cancelled = False
+
+    def submit(self, job: Job) -> Future[JobResult]:
+        return self._pool.submit(self._run, job)
+
+    def _run(self, job: Job) -> JobResult:
+        t = time.perf_counter()
+        with tempfile.TemporaryFile() as out:
+            with self._lock:
+                if self._cancelled:
+                    return JobResult(job.unit_id, -signal.SIGTERM, 0.0, "cancelled")
+                proc = subprocess.Popen(job.argv, cwd=job.cwd, env=job.env, stdout=out,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
+                self._procs[job.unit_id] = proc
+            try:
+                code = proc.wait()
+            finally:
+                with self._lock:
+                    self._procs.pop(job.unit_id, None)
+            out.seek(0)
+            tail = b"\n".join(out.read().splitlines()[-_TAIL_LINES:]).decode(errors="replace")
+        return JobResult(job.unit_id, code, time.perf_counter() - t, tail)
+
+    def shutdown(self, cancel: bool) -> None:
+        """Wait for running jobs; with ``cancel``, first stop every child process group."""
+        if cancel:
+            with self._lock:
+                self._cancelled = True
+                procs = list(self._procs.values())
+            for p in procs:
+                _signal_group(p, signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            for p in procs:
+                try:
+                    p.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    _signal_group(p, signal.SIGKILL)
+        self._pool.shutdown(wait=True, cancel_futures=cancel)
+
+
+def _signal_group(p: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(p.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+@dataclass
+class Divergence:
+    """Re-executed values of one recorded name that differ from the recording."""
+
+    name: str
+    compared: int
+    differing: int
+    max_abs_diff: float | None
+    example: str
+
+
+@dataclass
+class RunOutcome:
+    run_id: int
+    tstamp: str
+    commit: str
+    units_done: int = 0
+    failures: list[str] = field(default_factory=list)
+    compared: int = 0
+    divergences: list[Divergence] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    """What a replay did: per run, units done and failed, and fidelity of re-executed logs."""
+
+    plan: Plan
+    runs: list[RunOutcome]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(not r.failures for r in self.runs)
+
+    def render(self) -> str:
+        lines = [f"replay finished in {self.seconds:.1f}s"]
+        for r in self.runs:
+            status = "ok" if not r.failures else f"{len(r.failures)} unit(s) failed"
+            lines.append(f"  run {r.tstamp} (version {r.commit[:10]}): {r.units_done} unit(s) "
+                         f"done, {status}; {r.compared} re-executed values compared, "
+                         f"{sum(d.differing for d in r.divergences)} differ")
+            for d in r.divergences:
+                diff = f", max |diff| {d.max_abs_diff:.3g}" if d.max_abs_diff is not None else ""
+                lines.append(f"    DIVERGES {d.name}: {d.differing}/{d.compared}{diff}; "
+                             f"{d.example}")
+            for f in r.failures:
+                lines.append("    FAILED " + f.replace("\n", "\n      "))
+        return "\n".join(lines)
+
+
+def replay(root: Path, names: list[str], where: str | None = None,
+           workers: int | None = None, dry_run: bool = False,
+           confirm: Callable[[Plan], bool] | None = None, executor: Executor | None = None,
+           progress: bool = True) -> Plan | Report:
+    """Back-fill ``names`` into the past runs of the project at ``root``; see
+    :func:`flordb.replay`."""
+    plan = make_plan(root, names, where, workers)
+    if dry_run or not plan.units or (confirm is not None and not confirm(plan)):
+        return plan
+    return execute(root, plan, executor, progress)
+
+
+def execute(root: Path, plan: Plan, executor: Executor | None = None,
+            progress: bool = True) -> Report:
+    """Run ``plan``'s units and finish each in the store; returns the :class:`Report`."""
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    conn = connect_writer(root)
+    replays.clear_stale(conn)
+    replay_id = replays.begin_replay(conn, plan.names, plan.where)
+    replays.add_units(conn, replay_id, plan.units)
+    executor = executor or LocalExecutor(plan.workers)
+    by_unit = {u.unit_id: (u, r) for r in plan.runs for u in r.units}
+    outcomes = {r.run_id: RunOutcome(r.run_id, r.tstamp, r.commit) for r in plan.runs}
+    scratch = Path(tempfile.mkdtemp(prefix="flordb-replay-"))
+    futures: dict[Future, int] = {}
+    try:
+        for unit_id, (unit, run) in by_unit.items():
+            job = _job(root, conn, scratch, run, unit)
+            replays.mark_running(conn, unit_id)
+            futures[executor.submit(job)] = unit_id
+        bar = tqdm(total=len(futures), desc="replay", unit="unit", disable=not progress,
+                   file=sys.stderr)
+        for future in as_completed(futures):
+            result = future.result()
+            unit, run = by_unit[result.unit_id]
+            outcome = outcomes[run.run_id]
+            if result.returncode == 0:
+                replays.complete(conn, unit, result.seconds)
+                outcome.units_done += 1
+            else:
+                what = f"unit {unit.unit_id} (iterations {unit.start}..{unit.stop}) exited " \
+                       f"{result.returncode}:\n{result.tail}"
+                replays.fail(conn, unit.unit_id, result.tail, result.seconds)
+                outcome.failures.append(what)
+                bar.write(f"flordb replay: run {run.tstamp} {what}", file=sys.stderr)
+            bar.update()
+        bar.close()
+        executor.shutdown(cancel=False)
+    except BaseException:  # Ctrl-C included: stop the children, leave nothing half-done
+        executor.shutdown(cancel=True)
+        for unit_id in by_unit:
+            status = conn.execute("SELECT status FROM replay_units WHERE unit_id = ?",
+                                  (unit_id,)).fetchone()[0]
+            if status in ("planned", "running"):
+                replays.fail(conn, unit_id, "interrupted", None)
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    for r in plan.runs:
+        _fidelity(conn, r, outcomes[r.run_id])
+    conn.close()
+    return Report(plan, list(outcomes.values()), time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------- materializing a unit
+def _job(root: Path, conn, scratch: Path, run: RunPlan, unit: Directive) -> Job:
+    import git
+
+    repo = git.Repo(root)
+    argv, cwd = conn.execute("SELECT argv, cwd FROM runs WHERE run_id = ?",
+                             (run.run_id,)).fetchone()
+    argv = json.loads(argv)
+    dest = scratch / f"unit-{unit.unit_id}"
+    dest.mkdir()
+    data = io.BytesIO()
+    repo.archive(data, treeish=run.commit, format="tar")
+    data.seek(0)
+    with tarfile.open(fileobj=data) as tar:
+        tar.extractall(dest, filter="data")
+    script = dest / run.version.filename
+    script.write_text(run.version.source)
+    _link_missing(root, dest)
+    try:
+        rel_cwd = Path(cwd).resolve().relative_to(root)
+        workdir = dest / rel_cwd
+    except ValueError:
+        workdir = Path(cwd)  # the run started outside the project
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(FLORDB_REPLAY=str(unit.unit_id), FLORDB_ROOT=str(root), FLORDB_ECHO="0")
+    package_dir = str(Path(__file__).resolve().parents[2])  # where flordb is importable from
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), package_dir) if p)
+    return Job(unit.unit_id, [sys.executable, str(script), *argv[1:]], str(workdir), env)
+
+
+def _link_missing(root: Path, dest: Path) -> None:
+    """Make files of the project that the snapshot lacks reachable from ``dest``."""
+    for src_dir, dirs, files in os.walk(root):
+        rel = Path(src_dir).relative_to(root)
+        if rel.parts[:1] in ((".git",), (".flor",)):
+            dirs[:] = []
+            continue
+        target_dir = dest / rel
+        for d in list(dirs):
+            if rel == Path(".") and d in (".git", ".flor"):
+                dirs.remove(d)
+            elif not (target_dir / d).exists():
+                (target_dir / d).symlink_to(Path(src_dir) / d, target_is_directory=True)
+                dirs.remove(d)  # linked whole: nothing below needs visiting
+        for f in files:
+            target, source = target_dir / f, Path(src_dir) / f
+            if target.exists() or target.is_symlink():
+                continue
+            if source.is_file() and source.stat().st_size <= COPY_MAX_BYTES:
+                shutil.copy2(source, target)
+            else:
+                target.symlink_to(source)
+
+
+# --------------------------------------------------------------------- fidelity
+def _fidelity(conn, run: RunPlan, outcome: RunOutcome) -> None:
+    """Compare each done unit's re-executed values with the recorded ones."""
+    import numpy as np
+
+    units = [u.unit_id for u in run.units if conn.execute(
+        "SELECT status FROM replay_units WHERE unit_id = ?", (u.unit_id,)).fetchone()[0]
+        == "done"]
+    if not units:
+        return
+    marks = ",".join("?" * len(units))
+    rechecked = _values(conn, f"source = 'recheck' AND unit IN ({marks})", units)
+    if not rechecked:
+        return
+    names = sorted({k[0] for k in rechecked})
+    recorded = _values(conn, f"run_id = ? AND source = 'record' AND name IN "
+                             f"({','.join('?' * len(names))})", [run.run_id, *names])
+    by_name: dict[str, list[tuple]] = {}
+    for key, value in rechecked.items():
+        if key in recorded:
+            by_name.setdefault(key[0], []).append((key, recorded[key], value))
+    for name, pairs in sorted(by_name.items()):
+        outcome.compared += len(pairs)
+        bad = [(k, a, b) for k, a, b in pairs if not _same(a, b)]
+        if not bad:
+            continue
+        diffs = [abs(a - b) for _, a, b in bad
+                 if isinstance(a, (int, float)) and isinstance(b, (int, float))]
+        k, a, b = bad[0]
+        outcome.divergences.append(Divergence(
+            name, len(pairs), len(bad), float(np.max(diffs)) if diffs else None,
+            f"loop {k[1]} iteration {k[2]}: recorded {a!r}, replayed {b!r}"))
+
+
+def _values(conn, where: str, params: list) -> dict[tuple[str, int, int], object]:
+    """(name, loop_id, iter) -> value for the series and records rows matching ``where``."""
+    import numpy as np
+
+    from flordb import values as _v
+
+    out: dict[tuple[str, int, int], object] = {}
+    for name, loop_id, dtype, iters, vals in conn.execute(
+            f"SELECT name, loop_id, dtype, iters, vals FROM series WHERE {where} ORDER BY seq",
+            params):
+        its = np.frombuffer(iters, "<i8").tolist()
+        vs = np.frombuffer(vals, "<f8" if dtype == "f8" else "<i8").tolist()
+        out.update(((name, loop_id, i), v) for i, v in zip(its, vs))
+    for name, loop_id, it, value, vtype, text in conn.execute(
+            f"SELECT name, loop_id, iter, value, vtype, repr FROM records WHERE {where}"
+            f" AND kind = 'log' ORDER BY seq", params):
+        out[(name, loop_id, it)] = _v.decode(value, vtype, text)
+    return out
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True  # both NaN
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. arrays: compare their reprs
+        return repr(a) == repr(b)
