@@ -139,13 +139,18 @@ _MAX_CANDIDATES = 32
 
 
 def match(src: Tree, dst: Tree, min_height: int = 2, min_dice: float = 0.5,
-          max_size: int = 100, renamable: frozenset[str] = frozenset()) -> Mapping:
+          max_size: int = 100, renamable: frozenset[str] = frozenset(),
+          anchors: Callable[[], list[tuple[Tree, Tree]]] | None = None) -> Mapping:
     """The GumTree mapping from ``src`` to ``dst``.
 
     With ``renamable`` labels (identifiers), a second top-down pass maps subtrees that are
     isomorphic except for the values of those labels, when each is the only unmatched such
     subtree on both sides: a renamed variable then does not hide the statements around it
     from the bottom-up phase.
+
+    ``anchors`` (called after the top-down phase) names pairs of nodes known to correspond
+    whatever their contents, e.g. loops with the same name; each unmapped pair is mapped with
+    its children of a label found once on both sides, before the bottom-up phase.
     """
     index(src)
     index(dst)
@@ -153,8 +158,28 @@ def match(src: Tree, dst: Tree, min_height: int = 2, min_dice: float = 0.5,
     _top_down(src, dst, mapping, min_height)
     if renamable:
         _top_down_renamed(src, dst, mapping, min_height, renamable)
+    for a, b in anchors() if anchors is not None else ():
+        if not mapping.has_src(a) and not mapping.has_dst(b) and a.label == b.label:
+            mapping.add(a, b)
+            _map_unique_children(a, b, mapping)
     _bottom_up(src, dst, mapping, min_dice, max_size)
     return mapping
+
+
+def _map_unique_children(t1: Tree, t2: Tree, mapping: Mapping) -> None:
+    """Map the unmapped children of ``t1`` and ``t2`` whose label is unique among them."""
+    labels1: dict[str, list[Tree]] = defaultdict(list)
+    labels2: dict[str, list[Tree]] = defaultdict(list)
+    for c in t1.children:
+        if not mapping.has_src(c):
+            labels1[c.label].append(c)
+    for c in t2.children:
+        if not mapping.has_dst(c):
+            labels2[c.label].append(c)
+    for label, ones in labels1.items():
+        twos = labels2.get(label, [])
+        if len(ones) == 1 and len(twos) == 1:
+            mapping.add(ones[0], twos[0])
 
 
 def _shape_digests(root: Tree, renamable: frozenset[str]) -> dict[int, int]:
@@ -336,19 +361,11 @@ def _recover(t1: Tree, t2: Tree, mapping: Mapping, max_size: int) -> None:
             else:
                 mapping.add(a, b)
                 _recover(a, b, mapping, max_size)
-    kids1 = [c for c in t1.children if not mapping.has_src(c)]
-    kids2 = [c for c in t2.children if not mapping.has_dst(c)]
-    labels1 = defaultdict(list)
-    labels2 = defaultdict(list)
-    for c in kids1:
-        labels1[c.label].append(c)
-    for c in kids2:
-        labels2[c.label].append(c)
-    for label, ones in labels1.items():
-        if len(ones) == 1 and len(labels2.get(label, ())) == 1:
-            a, b = ones[0], labels2[label][0]
-            mapping.add(a, b)
-            _recover(a, b, mapping, max_size)
+    before = {id(c) for c in t1.children if mapping.has_src(c)}
+    _map_unique_children(t1, t2, mapping)
+    for a in t1.children:
+        if id(a) not in before and mapping.has_src(a):
+            _recover(a, mapping.dst(a), mapping, max_size)
 
 
 def _lcs(xs: list[Tree], ys: list[Tree],

@@ -216,7 +216,8 @@ class Propagator:
         """Patch ``old_source``; ``locate_lines=False`` skips computing old line numbers."""
         new = self.new
         old = _parse(old_source, "the old version")
-        mapping = match(new.tree, old.tree, *self.params, renamable=frozenset({"Name"}))
+        mapping = match(new.tree, old.tree, *self.params, renamable=frozenset({"Name"}),
+                        anchors=lambda: _anchors(new, old))
         placements: list[Placement] = []
         plan: dict[int, list[tuple[int, int, cst.BaseStatement, bool]]] = {}
         inserted: list[tuple[Placement, cst.BaseStatement]] = []
@@ -255,6 +256,36 @@ class Propagator:
         return PropagationResult(module.code, placements, mapping)
 
 
+def _anchors(new: _Parsed, old: _Parsed) -> list[tuple[Tree, Tree]]:
+    """Nodes that correspond whatever their contents became, each found once in both
+    versions: ``flor.loop`` loops and functions of the same name, and the statements that
+    ``flor.log`` the same name."""
+    keys_new, keys_old = _anchor_keys(new), _anchor_keys(old)
+    return [(t, keys_old[k]) for k, t in keys_new.items() if k in keys_old]
+
+
+def _anchor_keys(parsed: _Parsed) -> dict[tuple[str, str], Tree]:
+    found: dict[tuple[str, str], list[Tree]] = {}
+    for t in parsed.tree.preorder():
+        node = t.origin
+        key = None
+        if isinstance(node, cst.FunctionDef):
+            key = ("def", node.name.value)
+        elif isinstance(node, cst.For) and isinstance(node.iter, cst.Call) \
+                and isinstance(node.iter.func, cst.Attribute) \
+                and node.iter.func.attr.value == "loop" \
+                and _dotted(node.iter.func.value) in parsed.aliases:
+            name = _logged_name(node.iter)
+            key = ("loop", name) if name is not None else None
+        if key is not None:
+            found.setdefault(key, []).append(t)
+    for call, name in parsed.log_calls:
+        stmt = _statement_of(parsed, call)
+        if name is not None and stmt is not None:
+            found.setdefault(("log", name), []).append(parsed.nodes[id(stmt)])
+    return {k: ts[0] for k, ts in found.items() if len(ts) == 1}
+
+
 class _Unplaceable(Exception):
     """Raised with the reason a statement cannot be placed with confidence."""
 
@@ -287,6 +318,16 @@ def _place(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatement
             raise _Unplaceable("neither a preceding statement nor its enclosing block has a "
                                "counterpart in the old version")
         anchor_block, index = block_image, 0
+        if any(not _is_log_statement(new, t) for t in block_new.children[:pos]):
+            # Code without a counterpart precedes it: the head of the block would put it
+            # before that code's replacement, so go before the next statement that maps.
+            following = [mapping.dst(t) for t in block_new.children[pos + 1:]]
+            image = next((i for i in following if i is not None and i.parent is block_image),
+                         None)
+            if image is None:
+                raise _Unplaceable("the statements before it have no counterpart in the old "
+                                   "version, nor do those after it")
+            index = block_image.children.index(image)
     _check_enclosing(new, old, mapping, block_new, anchor_block)
     patched = _rename(new, old, mapping, stmt, s_tree)
     patched = patched.with_changes(leading_lines=[])
@@ -305,6 +346,13 @@ def _place(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatement
             return anchor_block.origin, at, patched.with_changes(
                 leading_lines=image.origin.leading_lines), True
     return anchor_block.origin, index, patched, False
+
+
+def _is_log_statement(parsed: _Parsed, tree: Tree) -> bool:
+    node = tree.origin
+    return isinstance(node, cst.SimpleStatementLine) and all(
+        isinstance(x, cst.Expr) and isinstance(x.value, cst.Call)
+        and _is_log_call(parsed, x.value) for x in node.body)
 
 
 class _Unwrap(cst.CSTTransformer):

@@ -1,0 +1,426 @@
+"""Replay end to end: real git history, real child processes, values checked for equality.
+
+Every test compares back-filled values with those of a *from-scratch* run of the same patched
+old version (in a fresh project), so a replay that restores the wrong state, skips something
+it needed or attaches values to the wrong context fails.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import flordb
+from flordb.hindsight import analysis as A
+from flordb.hindsight.plan import make_plan
+from flordb.hindsight.replay import Report, execute
+from flordb.store.db import connect_reader
+from flordb.store.frames import dataframe
+
+from conftest import git, make_repo, run_script
+
+V1 = '''
+import flordb as flor
+import numpy as np
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(64, 4))
+y = X @ np.array([1.0, -2.0, 0.5, 3.0])
+w = np.zeros(4)
+lr = flor.arg("lr", 0.01)
+epochs = flor.arg("epochs", 5)
+with flor.checkpointing(w=w, rng=rng):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for step in flor.loop("step", range(8)):
+            idx = rng.integers(0, 64, size=8)
+            grad = X[idx].T @ (X[idx] @ w - y[idx]) / 8
+            w -= lr * grad
+            flor.log("loss", float(np.mean((X @ w - y) ** 2)))
+        flor.log("val", float(np.mean((X @ w - y) ** 2)))
+'''
+
+# Renamed variables.
+V2 = V1.replace("w = np.zeros", "weights = np.zeros").replace("w=w", "w=weights") \
+    .replace("@ w ", "@ weights ").replace("w -= lr * grad", "weights -= lr * g") \
+    .replace("grad = ", "g = ")
+
+# The inner loop moved into a function.
+V3 = '''
+import flordb as flor
+import numpy as np
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(64, 4))
+y = X @ np.array([1.0, -2.0, 0.5, 3.0])
+weights = np.zeros(4)
+lr = flor.arg("lr", 0.01)
+epochs = flor.arg("epochs", 5)
+
+
+def train_epoch(weights, lr):
+    for step in flor.loop("step", range(8)):
+        idx = rng.integers(0, 64, size=8)
+        g = X[idx].T @ (X[idx] @ weights - y[idx]) / 8
+        weights -= lr * g
+        flor.log("loss", float(np.mean((X @ weights - y) ** 2)))
+
+
+with flor.checkpointing(w=weights, rng=rng):
+    for epoch in flor.loop("epoch", range(epochs)):
+        train_epoch(weights, lr)
+        flor.log("val", float(np.mean((X @ weights - y) ** 2)))
+'''
+
+# A changed hyper-parameter and an extra (evaluation) loop.
+V4 = V3.replace('flor.arg("lr", 0.01)', 'flor.arg("lr", 0.02)').replace(
+    '''        flor.log("val", float(np.mean((X @ weights - y) ** 2)))
+''', '''        err = 0.0
+        for batch in flor.loop("eval", range(4)):
+            part = slice(16 * batch, 16 * batch + 16)
+            err += float(np.mean((X[part] @ weights - y[part]) ** 2))
+        flor.log("val", err / 4)
+''')
+
+# Today's script: V4 plus the statements to back-fill, one per position.
+TODAY = V4.replace('''weights = np.zeros(4)
+''', '''weights = np.zeros(4)
+flor.log("n_features", X.shape[1])
+''').replace('''        weights -= lr * g
+''', '''        flor.log("gnorm", float(np.linalg.norm(g)))
+        weights -= lr * g
+''').replace('''        train_epoch(weights, lr)
+''', '''        flor.log("wnorm", float(np.linalg.norm(weights)))
+        train_epoch(weights, lr)
+        flor.log("wsum", float(weights.sum()))
+''')
+
+#: (version, --kwargs) of the recorded runs, in order.
+HISTORY = [(V1, ()), (V1, ("lr=0.05",)), (V2, ()), (V3, ("epochs=4",)), (V4, ()),
+           (V4, ("lr=0.03",))]
+
+
+def record(repo: Path, history, env=None) -> None:
+    for i, (code, kwargs) in enumerate(history):
+        (repo / "train.py").write_text(code)
+        git(repo, "add", "train.py")
+        git(repo, "commit", "-q", "-m", f"v{i}", "--allow-empty")
+        run_script(repo, None, *(("--kwargs", *kwargs) if kwargs else ()), env=env)
+
+
+def git_state(repo: Path) -> tuple:
+    return (git(repo, "rev-parse", "HEAD"), git(repo, "symbolic-ref", "HEAD"),
+            git(repo, "status", "--porcelain", "--untracked-files=all", "--ignored"),
+            git(repo, "stash", "list"), git(repo, "worktree", "list"),
+            git(repo, "ls-files", "-s"), (repo / "train.py").read_text())
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory) -> Path:
+    """A project with 6 runs of 4 versions; checkpoints every iteration except run 2's."""
+    repo = make_repo(tmp_path_factory.mktemp("replay") / "proj")
+    (repo / ".gitignore").write_text("data/\n")
+    (repo / "data").mkdir()
+    (repo / "data" / "big.bin").write_bytes(b"\0" * 10)  # ignored, so not in snapshots
+    record(repo, HISTORY[:1], env={"FLORDB_EPSILON": "1e9"})
+    record(repo, HISTORY[1:2], env={"FLORDB_EPSILON": "1e-9"})  # no checkpoints
+    record(repo, HISTORY[2:], env={"FLORDB_EPSILON": "1e9"})
+    (repo / "train.py").write_text(TODAY)  # today's edit, not committed
+    return repo
+
+
+def scratch_values(tmp: Path, source: str, kwargs, names) -> pd.DataFrame:
+    """The values of ``names`` in a from-scratch run of ``source`` in a fresh project."""
+    repo = make_repo(tmp)
+    run_script(repo, source, *(("--kwargs", *kwargs) if kwargs else ()))
+    return dataframe(repo, names)
+
+
+def column(frame: pd.DataFrame, name: str) -> list[tuple]:
+    """``(loop coordinates..., value)`` of every row holding ``name``, in order."""
+    dims = [c for c in ("epoch", "step") if c in frame.columns]
+    rows = frame.dropna(subset=[name])
+    return [tuple(None if pd.isna(v) else v for v in r)
+            for r in rows[dims + [name]].itertuples(index=False)]
+
+
+def assert_equal_to_scratch(repo: Path, report: Report, names, tmp: Path,
+                            history=HISTORY) -> None:
+    """Each replayed run's values of ``names`` equal a from-scratch run's (``history`` gives
+    each run's --kwargs, in run order)."""
+    replayed = dataframe(repo, names)
+    for n, rp in enumerate(report.plan.runs):
+        kwargs = history[rp.run_id - 1][1]
+        fresh = scratch_values(tmp / f"scratch{n}", rp.version.source, kwargs, names)
+        mine = replayed[replayed["tstamp"] == rp.tstamp]
+        for name in names:
+            expected = column(fresh, name)
+            assert expected, f"{name} not logged by the patched version of run {rp.run_id}"
+            assert column(mine, name) == expected, (name, rp.run_id, rp.strategy)
+
+
+def test_outer_loop_statements_skip_inner_loops_and_equal_scratch(history, tmp_path):
+    before = git_state(history)
+    plan = make_plan(history, ["wnorm", "wsum"], workers=2)
+    assert [r.run_id for r in plan.runs] == [1, 2, 3, 4, 5, 6]
+    assert len({v.blob for v in plan.versions}) == 4
+    for rp in plan.runs:
+        assert rp.positions == {"wnorm": A.HEAD, "wsum": A.AFTER_INNER}
+    strategies = {rp.run_id: rp.strategy for rp in plan.runs}
+    assert strategies[1].startswith("skip inner loops")
+    assert strategies[2].startswith("run everything from the start (no checkpoints)")
+    report = execute(history, plan, progress=False)
+    assert report.ok, report.render()
+    assert git_state(history) == before
+    assert_equal_to_scratch(history, report, ["wnorm", "wsum"], tmp_path)
+    # Recorded values were re-executed where the inner loops ran (run 2) and all agree.
+    assert all(not r.divergences for r in report.runs)
+    assert report.runs[1].compared > 0
+    # Replaying again adds nothing.
+    assert make_plan(history, ["wnorm", "wsum"], workers=2).units == []
+
+
+def test_inner_and_prefix_statements_equal_scratch(history, tmp_path):
+    plan = make_plan(history, ["gnorm", "n_features"], workers=12)
+    by_run = {rp.run_id: rp for rp in plan.runs}
+    assert by_run[1].positions == {"gnorm": A.INNER, "n_features": A.BEFORE}
+    assert by_run[1].strategy == "run iterations from checkpoints"
+    assert len(by_run[1].units) > 1  # split at checkpoints, run in parallel
+    report = execute(history, plan, progress=False)
+    assert report.ok, report.render()
+    assert_equal_to_scratch(history, report, ["gnorm", "n_features"], tmp_path)
+    # Every iteration ran in full: each recorded loss was recomputed and matched.
+    losses = int(dataframe(history, ["loss"])["loss"].notna().sum())
+    assert sum(r.compared for r in report.runs) >= losses
+    assert all(not r.divergences for r in report.runs)
+
+
+def test_where_filters_runs_by_recorded_values(history, tmp_path):
+    names = ["wnorm2"]
+    (history / "train.py").write_text(TODAY.replace(
+        '        train_epoch(weights, lr)\n',
+        '        train_epoch(weights, lr)\n        flor.log("wnorm2", float(weights @ weights))\n'))
+    try:
+        plan = make_plan(history, names, where="lr > 0.02")
+        assert sorted(r.run_id for r in plan.runs) == [2, 6]
+        report = execute(history, plan, progress=False)
+        assert report.ok, report.render()
+        frame = dataframe(history, names)
+        filled = set(frame.dropna(subset=["wnorm2"])["tstamp"])
+        assert filled == {r.tstamp for r in plan.runs}
+        assert_equal_to_scratch(history, report, names, tmp_path)
+    finally:
+        (history / "train.py").write_text(TODAY)
+
+
+def test_bad_where_is_a_clear_error(history):
+    with pytest.raises(ValueError, match="--where"):
+        make_plan(history, ["wnorm"], where="no_such_column > 1")
+
+
+def test_deleted_checkpoints_replay_from_the_start(tmp_path):
+    repo = make_repo(tmp_path / "proj")
+    record(repo, HISTORY[:1], env={"FLORDB_EPSILON": "1e9"})
+    conn = connect_reader(repo)
+    assert conn.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] > 0
+    conn.close()
+    (repo / ".flor" / "objects").rename(repo / ".flor" / "gone")  # every object file lost
+    (repo / "train.py").write_text(V1.replace(
+        '            w -= lr * grad\n',
+        '            w -= lr * grad\n            flor.log("step_w", float(w[0]))\n'))
+    report = execute(repo, make_plan(repo, ["step_w"]), progress=False)
+    assert report.ok, report.render()
+    assert_equal_to_scratch(repo, report, ["step_w"], tmp_path)
+
+
+def test_failing_unit_is_reported_and_others_finish(tmp_path):
+    repo = make_repo(tmp_path / "proj")
+    record(repo, [(V1, ("epochs=2",)), (V1, ("lr=0", "epochs=2"))])
+    (repo / "train.py").write_text(V1.replace(
+        '        flor.log("val"', '        flor.log("inv_lr", 1 / lr)\n        flor.log("val"'))
+    report = execute(repo, make_plan(repo, ["inv_lr"]), progress=False)
+    assert not report.ok
+    ok, failed = report.runs
+    assert ok.units_done == 1 and not ok.failures
+    assert failed.failures and "ZeroDivisionError" in failed.failures[0]
+    frame = dataframe(repo, ["inv_lr"])
+    assert frame.dropna(subset=["inv_lr"])["tstamp"].unique().tolist() == [ok.tstamp]
+    # Nothing of the failed unit is left behind, and the next replay tries it again.
+    conn = connect_reader(repo)
+    assert conn.execute("SELECT COUNT(*) FROM series WHERE source = 'pending'"
+                        ).fetchone()[0] == 0
+    conn.close()
+    assert [r.run_id for r in make_plan(repo, ["inv_lr"]).runs] == [failed.run_id]
+
+
+def test_version_whose_propagation_fails_is_reported_and_the_rest_proceed(tmp_path):
+    repo = make_repo(tmp_path / "proj")
+    no_loop = '''
+import flordb as flor
+flor.log("val", 1.0)
+'''
+    record(repo, [(no_loop, ()), (V1, ("epochs=2",))])
+    (repo / "train.py").write_text(V1.replace(
+        '            w -= lr * grad\n',
+        '            w -= lr * grad\n            flor.log("step_w", float(w[0]))\n'))
+    plan = make_plan(repo, ["step_w"])
+    failed = [v for v in plan.versions if v.error]
+    assert len(failed) == 1 and "could be placed" in failed[0].error
+    assert "failed" in plan.render()
+    report = execute(repo, plan, progress=False)
+    assert report.ok and [r.run_id for r in report.runs] == [2]
+    assert_equal_to_scratch(repo, report, ["step_w"], tmp_path,
+                            [(no_loop, ()), (V1, ("epochs=2",))])
+
+
+PIPE_FEATURIZE = '''
+import flordb as flor
+import numpy as np
+
+rng = np.random.default_rng(int(flor.arg("seed", 1)))
+rows = rng.normal(size=(32, 3))
+np.save("features.npy", rows)
+for col in flor.loop("col", range(3)):
+    flor.log("col_max", float(rows[:, col].max()))
+'''
+
+PIPE_TRAIN = '''
+import flordb as flor
+import numpy as np
+
+rows = np.load("features.npy")
+w = np.zeros(3)
+with flor.checkpointing(w=w):
+    for epoch in flor.loop("epoch", range(3)):
+        w += rows.mean(axis=0) * 0.1
+        flor.log("w0", float(w[0]))
+'''
+
+
+def test_pipeline_of_two_scripts(tmp_path):
+    repo = make_repo(tmp_path / "proj")
+    (repo / ".gitignore").write_text("*.npy\n")
+    for name, code in (("featurize.py", PIPE_FEATURIZE), ("train.py", PIPE_TRAIN)):
+        (repo / name).write_text(code)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "pipeline")
+    for seed in ("1", "2"):
+        run_script(repo, None, "--kwargs", f"seed={seed}", name="featurize.py")
+        run_script(repo, None, name="train.py")
+    (repo / "featurize.py").write_text(PIPE_FEATURIZE + 'flor.log("col_mean", float(rows.mean()))\n')
+    (repo / "train.py").write_text(PIPE_TRAIN.replace(
+        '        flor.log("w0"', '        flor.log("w1", float(w[1]))\n        flor.log("w0"'))
+    plan = make_plan(repo, ["col_mean", "w1"])
+    assert sorted((r.version.filename, r.names[0]) for r in plan.runs) == [
+        ("featurize.py", "col_mean"), ("featurize.py", "col_mean"),
+        ("train.py", "w1"), ("train.py", "w1")]
+    report = execute(repo, plan, progress=False)
+    assert report.ok, report.render()
+    frame = dataframe(repo, ["col_mean", "w1"])
+    assert frame["col_mean"].notna().sum() == 2
+    assert frame["w1"].notna().sum() == 6
+    # features.npy is ignored, so not in the snapshots: both train replays read the project's
+    # current file (copied into their directories), the one the second train run read. The
+    # first train run's recorded w0 came from other features, and the report says so.
+    rows, w, expected = np.load(repo / "features.npy"), np.zeros(3), []
+    for _ in range(3):
+        w += rows.mean(axis=0) * 0.1
+        expected.append(float(w[1]))
+    per_run = frame.dropna(subset=["w1"]).groupby("tstamp", sort=True)["w1"].apply(list)
+    assert per_run.iloc[-1] == expected
+    first_train = [r for r in report.runs if r.run_id == 2][0]
+    assert [d.name for d in first_train.divergences] == ["w0"]
+    assert all(not r.divergences for r in report.runs if r.run_id != 2)
+
+
+def test_cli_dry_run_shows_plan_and_patch_and_runs_nothing(history):
+    proc = subprocess.run(["flordb", "replay", "gnorm2", "--dry-run"], cwd=history,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped train.py: today's version logs none of these names" in proc.stdout
+    (history / "train.py").write_text(TODAY.replace('flor.log("gnorm"', 'flor.log("gnorm3"'))
+    try:
+        proc = subprocess.run(["flordb", "replay", "gnorm3", "--dry-run"], cwd=history,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert "+        flor.log(\"gnorm3\"" in proc.stdout
+        assert "inside an inner loop" in proc.stdout
+        proc = subprocess.run(["flordb", "replay", "gnorm3"], cwd=history, capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 2 and "--yes" in proc.stderr
+        conn = connect_reader(history)
+        assert conn.execute("SELECT COUNT(*) FROM records WHERE name = 'gnorm3' UNION ALL "
+                            "SELECT COUNT(*) FROM series WHERE name = 'gnorm3'"
+                            ).fetchall() == [(0,), (0,)]
+        conn.close()
+    finally:
+        (history / "train.py").write_text(TODAY)
+
+
+TORCH_V1 = '''
+import flordb as flor
+import torch
+
+torch.manual_seed(0)
+torch.set_num_threads(1)
+X = torch.randn(64, 5)
+y = X @ torch.randn(5, 1)
+model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+opt = torch.optim.Adam(model.parameters(), lr=flor.arg("lr", 0.01))
+with flor.checkpointing(model=model, opt=opt):
+    for epoch in flor.loop("epoch", range(4)):
+        for i in flor.loop("step", range(0, 64, 16)):
+            perm = torch.randperm(64)[:16]
+            loss = torch.nn.functional.mse_loss(model(X[perm]), y[perm])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+'''
+
+TORCH_V2 = TORCH_V1.replace("model", "net").replace("Tanh", "ReLU")
+
+
+def test_torch_model_replay_equals_scratch(tmp_path):
+    pytest.importorskip("torch")
+    repo = make_repo(tmp_path / "proj")
+    record(repo, [(TORCH_V1, ()), (TORCH_V2, ("lr=0.05",))], env={"FLORDB_EPSILON": "1e9"})
+    today = TORCH_V2.replace('''    for epoch in flor.loop("epoch", range(4)):
+''', '''    for epoch in flor.loop("epoch", range(4)):
+        flor.log("w_norm", float(net[0].weight.norm()))
+''').replace('''            opt.step()
+''', '''            opt.step()
+            flor.log("grad0", float(net[0].weight.grad.abs().sum()))
+''')
+    (repo / "train.py").write_text(today)
+    before = git_state(repo)
+    plan = make_plan(repo, ["w_norm"])
+    assert all(r.strategy.startswith("skip inner loops") for r in plan.runs)
+    report = execute(repo, plan, progress=False)
+    assert report.ok, report.render()
+    assert_equal_to_scratch(repo, report, ["w_norm"], tmp_path / "a")
+    report = execute(repo, make_plan(repo, ["grad0"]), progress=False)
+    assert report.ok, report.render()
+    assert all(r.compared >= 16 and not r.divergences for r in report.runs)
+    assert_equal_to_scratch(repo, report, ["grad0"], tmp_path / "b")
+    assert git_state(repo) == before
+
+
+def test_api_replay_and_divergence_is_visible(tmp_path, monkeypatch):
+    """flor.replay from Python; a replay whose recorded values differ says so."""
+    repo = make_repo(tmp_path / "proj")
+    nondeterministic = V1.replace("rng = np.random.default_rng(0)",
+                                  "rng = np.random.default_rng()")
+    record(repo, [(nondeterministic, ("epochs=2",))])
+    (repo / "train.py").write_text(nondeterministic.replace(
+        '        flor.log("val"', '        flor.log("w0", float(w[0]))\n        flor.log("val"'))
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(flordb._rt, "project", None)
+    report = flordb.replay("w0", progress=False)
+    assert report.ok
+    (run,) = report.runs
+    assert {d.name for d in run.divergences} >= {"val"}
+    assert "DIVERGES val" in report.render()
