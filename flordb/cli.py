@@ -83,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        print("flordb: interrupted", file=sys.stderr)
+        return 130
 
 
 def _first_line(exc: BaseException) -> str:

@@ -7,7 +7,10 @@ it needed or attaches values to the wrong context fails.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -424,3 +427,42 @@ def test_api_replay_and_divergence_is_visible(tmp_path, monkeypatch):
     (run,) = report.runs
     assert {d.name for d in run.divergences} >= {"val"}
     assert "DIVERGES val" in report.render()
+
+
+def test_ctrl_c_stops_children_and_leaves_nothing(tmp_path):
+    repo = make_repo(tmp_path / "proj")
+    pids, hang = tmp_path / "pids", tmp_path / "hang"
+    slow = f'''
+import os, time
+import flordb as flor
+for epoch in flor.loop("epoch", range(3)):
+    flor.log("x", epoch)
+    if os.path.exists({str(hang)!r}):  # only once the test says so: in the replay
+        with open({str(pids)!r}, "a") as f:
+            f.write(f"{{os.getpid()}}\\n")
+        time.sleep(60)
+'''
+    record(repo, [(slow, ())])
+    hang.touch()
+    (repo / "train.py").write_text(slow.replace(
+        '    flor.log("x", epoch)\n', '    flor.log("x", epoch)\n    flor.log("y", epoch)\n'))
+    before = git_state(repo)
+    driver = subprocess.Popen(["flordb", "replay", "y", "--yes"], cwd=repo,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (pids.exists() and pids.read_text().strip()):
+        assert time.monotonic() < deadline and driver.poll() is None, driver.communicate()
+        time.sleep(0.1)
+    child = int(pids.read_text().split()[0])
+    driver.send_signal(signal.SIGINT)
+    assert driver.wait(timeout=30) == 130
+    assert b"interrupted" in driver.stderr.read()
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+    assert git_state(repo) == before
+    conn = connect_reader(repo)
+    assert conn.execute("SELECT status FROM replay_units").fetchall() == [("failed",)]
+    assert conn.execute("SELECT COUNT(*) FROM series WHERE source = 'pending'"
+                        ).fetchone()[0] == 0
+    conn.close()
