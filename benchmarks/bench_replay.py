@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -69,11 +70,15 @@ INNER = ('            flor.log("loss"', '            flor.log("g_max", float(GMA
 SINGLE = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
-def sh(cwd: Path, *cmd: str, env: dict | None = None) -> float:
+def sh(cwd: Path, *cmd: str) -> float:
+    return run(cwd, *cmd)[0]
+
+
+def run(cwd: Path, *cmd: str) -> tuple[float, str]:
     t = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True,
-                   env={**os.environ, "FLORDB_ECHO": "0", **SINGLE, **(env or {})})
-    return time.perf_counter() - t
+    proc = subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True,
+                          env={**os.environ, "FLORDB_ECHO": "0", **SINGLE})
+    return time.perf_counter() - t, proc.stdout
 
 
 def script(args: argparse.Namespace, version: int) -> str:
@@ -81,8 +86,7 @@ def script(args: argparse.Namespace, version: int) -> str:
     code = code.replace("SIZE", str(args.size)).replace("EPOCHS", str(args.epochs)) \
         .replace("STEPS", str(args.steps))
     if version == 2:  # a refactor: renamed variable
-        code = code.replace("lr = flor.arg", "learning_rate = flor.arg").replace(
-            "w -= lr * g", "w -= learning_rate * g")
+        code = re.sub(r"\bA\b", "data", code)
     return code
 
 
@@ -119,7 +123,11 @@ def from_scratch(root: Path, args: argparse.Namespace, where: tuple[str, str]) -
 
 
 def replay(root: Path, name: str, workers: int) -> float:
-    return sh(root, "flordb", "replay", name, "--yes", "--workers", str(workers))
+    seconds, out = run(root, "flordb", "replay", name, "--yes", "--workers", str(workers))
+    strategies = sorted({line.split(": ", 1)[1].split(";")[0] for line in out.splitlines()
+                         if line.startswith("  run ") and "(version" not in line})
+    print(f"  ({name}, {workers} worker(s): {', '.join(strategies)})")
+    return seconds
 
 
 def main() -> None:
