@@ -208,11 +208,19 @@ class Checkpoint:
     states: dict[str, tuple[str, Any]] = field(default_factory=dict)
 
 
-def available(conn: sqlite3.Connection, run_id: int, loop_id: int) -> list[int]:
-    """Iterations (ascending) of the loop instance that have a checkpoint."""
-    return [r[0] for r in conn.execute(
-        "SELECT DISTINCT iter FROM checkpoints WHERE run_id = ? AND loop_id = ? ORDER BY iter",
-        (run_id, loop_id))]
+def available(conn: sqlite3.Connection, run_id: int, loop_id: int,
+              root: Path | None = None) -> list[int]:
+    """Iterations (ascending) of the loop instance that have a checkpoint.
+
+    With ``root``, only checkpoints whose object files are all present in its store.
+    """
+    rows = conn.execute("SELECT iter, object FROM checkpoints WHERE run_id = ? AND loop_id = ?"
+                        " ORDER BY iter", (run_id, loop_id)).fetchall()
+    missing = set()
+    if root is not None:
+        store = store_dir(root)
+        missing = {it for it, digest in rows if not objects.exists(store, digest)}
+    return sorted({it for it, _ in rows} - missing)
 
 
 def load(root: Path, conn: sqlite3.Connection, run_id: int, loop_id: int,

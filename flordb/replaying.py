@@ -71,7 +71,7 @@ class Replayer:
         self.unmatched = 0
         self.available: set[int] = set()
         if d.main_loop_id is not None:
-            self.available = set(checkpoint.available(conn, d.run_id, d.main_loop_id))
+            self.available = set(checkpoint.available(conn, d.run_id, d.main_loop_id, root))
         self.phase = "prefix"
         self.main: Frame | None = None
 

@@ -234,7 +234,9 @@ def test_deleted_checkpoints_replay_from_the_start(tmp_path):
     (repo / "train.py").write_text(V1.replace(
         '            w -= lr * grad\n',
         '            w -= lr * grad\n            flor.log("step_w", float(w[0]))\n'))
-    report = execute(repo, make_plan(repo, ["step_w"]), progress=False)
+    plan = make_plan(repo, ["step_w"])
+    assert plan.runs[0].strategy == "run everything from the start (no checkpoints)"
+    report = execute(repo, plan, progress=False)
     assert report.ok, report.render()
     assert_equal_to_scratch(repo, report, ["step_w"], tmp_path)
 

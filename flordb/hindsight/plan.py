@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from flordb.checkpoint import available
 from flordb.hindsight import analysis as A
 from flordb.hindsight.propagate import ParseError, Placement, Propagator
 from flordb.store import replays
@@ -322,7 +323,7 @@ class _Planner:
             return "run the whole script", [Directive(run_id, [], [], None, 0, 0, None)]
         main_id, _, n = main
         n = n or 0
-        ckpts = [i for i in _available(self.conn, run_id, main_id) if i <= n]
+        ckpts = [i for i in available(self.conn, run_id, main_id, self.root) if i <= n]
         in_loop = positions & {A.HEAD, A.AFTER_INNER, A.INNER, A.UNKNOWN}
         after = bool(positions & {A.AFTER, A.UNKNOWN})
         before = bool(positions & {A.BEFORE, A.UNKNOWN})
@@ -407,12 +408,6 @@ class _Timing:
         per = self.iteration - (self.inner if d.skip_inner else 0.0)
         restores = (n if d.skip_inner else 0) + (1 if d.restore_from is not None else 0)
         return self.prefix + n * max(per, 0.0) + restores * self.restore
-
-
-def _available(conn: sqlite3.Connection, run_id: int, loop_id: int) -> list[int]:
-    from flordb.checkpoint import available
-
-    return available(conn, run_id, loop_id)
 
 
 def _subtract(ranges: list[tuple[int, int]], done: list[tuple[int, int]]) -> list[tuple[int,

@@ -44,6 +44,11 @@ def put(store: Path, data: bytes) -> str:
     return digest
 
 
+def exists(store: Path, digest: str) -> bool:
+    """Whether the file of object ``digest`` is present (its bytes are checked by :func:`get`)."""
+    return (objects_dir(store) / digest[:2] / digest).is_file()
+
+
 def get(store: Path, digest: str) -> bytes:
     """The bytes of object ``digest``; raises :class:`CorruptObjectError` if they changed."""
     path = objects_dir(store) / digest[:2] / digest
