@@ -149,6 +149,8 @@ class Replayer:
             i += 1
             if rt.flush_due:
                 rt.flush()
+        if ck is not None:  # the checkpoint is the loop's end state: nothing left to run
+            self._apply(rt, ck)
         rt.frame = fr
         rt.flush()
         if not (d.owns_suffix and d.run_suffix):

@@ -4,8 +4,8 @@ For each back-filled statement it finds *where* it runs relative to the main loo
 whose iterations replay splits) and *what it reads*: the names in the statement, closed over
 the script's assignments and mutations (flow-insensitive, so a superset). For the main loop's
 body it finds the names the body *changes* (assigned, augmented, stored into, deleted, method
-receivers, called objects, arguments of non-builtin calls, and globals that called module
-functions change) and, of those, the ones *carried* from one iteration to the next (read in the
+receivers, arguments that the script's functions or in-place library functions change, and
+globals that the script's functions change) and, of those, the ones *carried* from one iteration to the next (read in the
 body before being assigned in it). Names bound by imports, module-level ``def``/``class`` and
 builtins are not state. The planner (:mod:`flordb.hindsight.plan`) compares these sets with the
 variables ``flor.checkpointing`` enrolls, which a checkpoint restores.
@@ -52,8 +52,7 @@ class Analysis:
 
     sites: list[Site]
     restored: set[str]  # variables enrolled with flor.checkpointing
-    changed: set[str]  # names the main loop body changes
-    carried: set[str]  # ... of which are live from one iteration into the next
+    carried: set[str]  # names the main loop body changes and reads before assigning them
     inner_changed: set[str]  # names that the body's statements holding inner loops change
     training: set[str]  # names the loop's work reads or changes (inner loops, else the body)
     after_inner_changed: set[str]  # names the other statements after the first inner loop change
@@ -163,9 +162,10 @@ class _Script:
         """State names ``node`` may change.
 
         Assignment targets, bases of stored attributes and subscripts, receivers of method
-        calls, called objects (a module's forward pass may update its statistics), arguments
-        that a called module function changes, and arguments of in-place library functions
-        (``torch.nn.init.zeros_``, ``np.random.shuffle``: :data:`_IN_PLACE`).
+        calls, arguments that a called function of the script changes, and arguments of
+        in-place library functions (``torch.nn.init.zeros_``, ``np.random.shuffle``:
+        :data:`_IN_PLACE`). Calling an object (``model(x)``, ``criterion(out, y)``) is not
+        taken to change it: state such a call updates (batch-norm statistics) must be enrolled.
         """
         out: set[str] = set()
         for n in _walk(node):
@@ -184,8 +184,6 @@ class _Script:
                 elif isinstance(f, cst.Name) and f.value in self.functions:
                     out |= self.free_changes(f.value)
                     out |= self.changed_args(f.value, n.args)
-                elif isinstance(f, cst.Name):
-                    out.add(f.value)
         return out - {""} - self._locals(node) - self.not_state
 
     def changed_args(self, name: str, args: Sequence[cst.Arg]) -> set[str]:
@@ -318,10 +316,9 @@ def analyze(source: str, lines: Iterable[int], main_loop: str | None,
                 for a in n.args if a.keyword is not None and isinstance(a.value, cst.Name)}
     body = list(main.body.body) if main is not None else []
     holders = [i for i, stmt in enumerate(body) if s.holds_loop(stmt)]
-    changed, carried, inner_changed, after_changed, training = set(), set(), set(), set(), set()
+    carried, inner_changed, after_changed, training = set(), set(), set(), set()
     if main is not None:
-        changed = s.changes(main.body)
-        carried = changed & s.live_in(body, s.changes(main.target))
+        carried = s.changes(main.body) & s.live_in(body, s.changes(main.target))
         inner_changed = set().union(*(s.changes(body[i]) for i in holders))
         work = [body[i] for i in holders] or [b for b in body if not _is_log_statement(s, b)]
         training = set().union(*(s.changes(b) | s.reads(b) for b in work))
@@ -343,7 +340,7 @@ def analyze(source: str, lines: Iterable[int], main_loop: str | None,
         if s.is_flor_call(n, "log") and n.args and isinstance(n.args[0].value, cst.SimpleString):
             name = n.args[0].value.evaluated_value
             log_reads.setdefault(name, set()).update(*(s.reads(a.value) for a in n.args[1:]))
-    return Analysis(sites, restored, changed, carried, inner_changed, training, after_changed,
+    return Analysis(sites, restored, carried, inner_changed, training, after_changed,
                     log_reads, main is not None, deps)
 
 

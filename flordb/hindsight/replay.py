@@ -28,7 +28,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from flordb.hindsight.plan import Plan, RunPlan, make_plan
 from flordb.store import replays
@@ -173,12 +173,12 @@ class Report:
 
 def replay(root: Path, names: list[str], where: str | None = None,
            workers: int | None = None, dry_run: bool = False,
-           confirm: Callable[[Plan], bool] | None = None, executor: Executor | None = None,
+           executor: Executor | None = None,
            progress: bool = True) -> Plan | Report:
     """Back-fill ``names`` into the past runs of the project at ``root``; see
     :func:`flordb.replay`."""
     plan = make_plan(root, names, where, workers)
-    if dry_run or not plan.units or (confirm is not None and not confirm(plan)):
+    if dry_run or not plan.units:
         return plan
     return execute(root, plan, executor, progress)
 
