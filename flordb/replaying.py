@@ -31,6 +31,7 @@ from flordb import checkpoint
 from flordb import values as _values
 from flordb.store import replays
 from flordb.store.db import connect_reader
+from flordb.store.redact import REDACTED
 from flordb.store.writer import Batch, ReplayWriter
 
 if TYPE_CHECKING:
@@ -88,8 +89,10 @@ class Replayer:
         return -self.unmatched
 
     def arg(self, name: str, default: Any) -> Any:
-        """The replayed run's recorded value of ``flor.arg(name)``."""
-        return self.args.get(name, default)
+        """The replayed run's recorded value of ``flor.arg(name)`` (``default`` for a value
+        that was redacted as a credential)."""
+        value = self.args.get(name, default)
+        return default if value == REDACTED else value
 
     def loop(self, rt: Runtime, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
         """``flor.loop`` in replay mode."""

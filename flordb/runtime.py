@@ -28,6 +28,7 @@ from typing import Any, Iterable, Iterator
 from flordb import checkpoint
 from flordb import state as _state
 from flordb import values as _values
+from flordb.store.redact import REDACTED, is_secret
 from flordb.store.writer import Batch
 
 #: Values per sealed chunk of one series.
@@ -329,7 +330,7 @@ class Runtime:
         else:
             value = default
         self.args[name] = value
-        self._record(self.top, name, value, "arg")
+        self._record(self.top, name, REDACTED if is_secret(name) else value, "arg")
         return value
 
     # ----------------------------------------------------------------- loops

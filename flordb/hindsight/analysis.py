@@ -5,9 +5,9 @@ whose iterations replay splits) and *what it reads*: the names in the statement,
 the script's assignments and mutations (flow-insensitive, so a superset). For the main loop's
 body it finds the names the body *changes* (assigned, augmented, stored into, deleted, method
 receivers, arguments that the script's functions or in-place library functions change, and
-globals that the script's functions change) and, of those, the ones *carried* from one iteration to the next (read in the
-body before being assigned in it). Names bound by imports, module-level ``def``/``class`` and
-builtins are not state. The planner (:mod:`flordb.hindsight.plan`) compares these sets with the
+globals that the script's functions change) and, of those, the ones *carried* from one
+iteration to the next (read in the body before being assigned in it). Names bound by
+imports, module-level ``def``/``class`` and builtins are not state. The planner (:mod:`flordb.hindsight.plan`) compares these sets with the
 variables ``flor.checkpointing`` enrolls, which a checkpoint restores.
 
 Assumption, stated in ``docs/replay.md``: a ``for`` loop's body runs at least once, so a name

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
-from flordb.store import environment, snapshot
+from flordb.store import environment, redact, snapshot
 from flordb.store.db import connect_writer, write_transaction
 
 
@@ -17,7 +19,8 @@ def snapshot_ref(projid: str, tstamp: str, run_id: int) -> str:
 
 def record(root: Path, in_git: bool, projid: str, tstamp: str, filename: str,
            run_id: int) -> None:
-    """Snapshot the code (when in git) and store the environment on the run's row."""
+    """Snapshot the code (when in git) and store the environment and the environment variables
+    (credentials removed) on the run's row."""
     snap = None
     if in_git:
         snap = snapshot.take(root, snapshot_ref(projid, tstamp, run_id),
@@ -33,9 +36,10 @@ def record(root: Path, in_git: bool, projid: str, tstamp: str, filename: str,
                 conn.execute("INSERT OR IGNORE INTO environments (env_hash, env, fingerprint)"
                              " VALUES (?, ?, ?)", (env_hash, env_json, key))
             conn.execute(
-                "UPDATE runs SET env_hash = ?, snapshot = ?, git_head = ?, git_dirty = ?"
-                " WHERE run_id = ?",
+                "UPDATE runs SET env_hash = ?, snapshot = ?, git_head = ?, git_dirty = ?,"
+                " env_vars = ? WHERE run_id = ?",
                 (env_hash, snap and snap.commit, snap and snap.head,
-                 None if snap is None else int(snap.dirty), run_id))
+                 None if snap is None else int(snap.dirty),
+                 json.dumps(redact.environment(os.environ)), run_id))
     finally:
         conn.close()

@@ -27,6 +27,13 @@ Data model (see ``docs/store.md``):
   unit writes carry its ``unit`` and ``source = 'pending'`` until the unit completes; then, in
   one transaction, they become ``'replay'`` (new names, shown by ``flor.dataframe``) or
   ``'recheck'`` (re-executed recorded names, kept for the fidelity report only).
+- Lifecycle records (v4; ``docs/lifecycle.md``): ``datasets`` with their working members
+  (``dataset_members``), released ``dataset_versions`` with frozen manifests
+  (``version_members``) and content hashes; ``features`` (typed value columns, controlled
+  vocabularies) and their ``feature_values``, each from one run with its annotator and
+  workflow; ``run_io``, each run's inputs and outputs (dataset versions, files by checksum,
+  feature selections); ``runs.env_vars`` (environment variables, credentials removed); the
+  view ``executions``.
 """
 
 from __future__ import annotations
@@ -181,8 +188,84 @@ CREATE TABLE replay_units (
 CREATE INDEX replay_units_run ON replay_units (run_id, status);
 """
 
+_V4 = """
+ALTER TABLE runs ADD COLUMN env_vars TEXT;
+CREATE TABLE datasets (
+    dataset_id     INTEGER PRIMARY KEY,
+    name           TEXT NOT NULL UNIQUE,
+    record_type    TEXT NOT NULL,
+    description    TEXT NOT NULL DEFAULT '',
+    created        REAL NOT NULL,
+    created_by     INTEGER REFERENCES runs (run_id),
+    parent_version INTEGER REFERENCES dataset_versions (version_id),
+    split_seed     INTEGER
+);
+CREATE TABLE dataset_members (
+    dataset_id  INTEGER NOT NULL REFERENCES datasets (dataset_id),
+    record_id   TEXT NOT NULL,
+    record_type TEXT NOT NULL,
+    added       REAL NOT NULL,
+    added_by    INTEGER REFERENCES runs (run_id),
+    PRIMARY KEY (dataset_id, record_id)
+) WITHOUT ROWID;
+CREATE TABLE dataset_versions (
+    version_id   INTEGER PRIMARY KEY,
+    dataset_id   INTEGER NOT NULL REFERENCES datasets (dataset_id),
+    label        TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    n_members    INTEGER NOT NULL,
+    released     REAL NOT NULL,
+    released_by  INTEGER REFERENCES runs (run_id),
+    description  TEXT NOT NULL DEFAULT '',
+    UNIQUE (dataset_id, label)
+);
+CREATE TABLE version_members (
+    version_id  INTEGER NOT NULL REFERENCES dataset_versions (version_id),
+    record_id   TEXT NOT NULL,
+    record_type TEXT NOT NULL,
+    checksum    TEXT,
+    PRIMARY KEY (version_id, record_id)
+) WITHOUT ROWID;
+CREATE TABLE features (
+    feature_id  INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    record_type TEXT NOT NULL,
+    columns     TEXT NOT NULL,
+    vocabulary  TEXT NOT NULL DEFAULT '{}',
+    created     REAL NOT NULL
+);
+CREATE TABLE feature_values (
+    feature_id INTEGER NOT NULL REFERENCES features (feature_id),
+    record_id  TEXT NOT NULL,
+    run_id     INTEGER NOT NULL REFERENCES runs (run_id),
+    annotator  TEXT NOT NULL,
+    workflow   TEXT NOT NULL,
+    created    REAL NOT NULL,
+    value      TEXT NOT NULL,
+    PRIMARY KEY (feature_id, run_id, record_id)
+) WITHOUT ROWID;
+CREATE INDEX feature_values_record ON feature_values (feature_id, record_id);
+CREATE TABLE run_io (
+    run_id    INTEGER NOT NULL REFERENCES runs (run_id),
+    direction TEXT NOT NULL CHECK (direction IN ('input', 'output')),
+    kind      TEXT NOT NULL CHECK (kind IN ('dataset', 'file', 'feature')),
+    ref       TEXT NOT NULL,
+    checksum  TEXT,
+    bytes     INTEGER,
+    at        REAL NOT NULL,
+    PRIMARY KEY (run_id, direction, kind, ref)
+) WITHOUT ROWID;
+CREATE INDEX run_io_ref ON run_io (kind, ref);
+CREATE INDEX run_io_checksum ON run_io (checksum) WHERE checksum IS NOT NULL;
+CREATE VIEW executions AS
+    SELECT run_id, projid, tstamp, filename, status, started, ended,
+           ended - started AS duration_s, argv, cwd, snapshot, git_head, git_dirty, env_hash,
+           env_vars, host, pid, parent_run
+    FROM runs;
+"""
+
 #: MIGRATIONS[i] takes the store from schema version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flordb.store import redact
 from flordb.store.db import connect_writer, write_transaction
 
 Chunk = tuple[str, int, int, str, int, bytes, bytes]
@@ -94,8 +95,9 @@ class RunWriter:
                         "INSERT INTO runs (projid, tstamp, filename, argv, cwd, status, started,"
                         " pid, pid_start, host, parent_run)"
                         " VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-                        (projid, tstamp, filename, json.dumps(argv), cwd, time.time(), pid,
-                         process_start_time(pid), socket.gethostname(), parent_run))
+                        (projid, tstamp, filename, json.dumps(redact.argv(argv)), cwd,
+                         time.time(), pid, process_start_time(pid), socket.gethostname(),
+                         parent_run))
                 self.run_id = int(cur.lastrowid)
                 return self.run_id, tstamp
             except sqlite3.IntegrityError:
