@@ -23,10 +23,16 @@ from flordb.runtime import CHUNK as _CHUNK
 from flordb.runtime import RUNTIME as _rt
 
 if TYPE_CHECKING:
+    import os
+
     import pandas
 
+    from flordb.lifecycle.datasets import Dataset
+    from flordb.lifecycle.features import Feature
+
 __all__ = ["log", "arg", "loop", "checkpointing", "set_epsilon", "commit", "dataframe",
-           "query", "replay"]
+           "query", "replay", "input", "output", "executions", "dataset", "datasets", "feature",
+           "lineage", "derived", "best", "load_checkpoint", "feature_store", "training_data"]
 __version__ = "0.1.0"
 
 T = TypeVar("T")
@@ -162,3 +168,91 @@ def replay(names: str | Iterable[str], where: str | None = None, workers: int | 
     _rt.flush()
     names = [names] if isinstance(names, str) else list(names)
     return _replay(_rt.project_root(), names, where, workers, dry_run, progress=progress)
+
+
+# --------------------------------------------------------------------- lifecycle records
+def input(path: "str | os.PathLike[str]") -> "str | os.PathLike[str]":
+    """Record the file at ``path`` (its sha256) as an input of the current run; return ``path``."""
+    _rt.file_io("input", path)
+    return path
+
+
+def output(path: "str | os.PathLike[str]") -> "str | os.PathLike[str]":
+    """Declare ``path`` an output of the current run (hashed when the run ends); return it."""
+    _rt.file_io("output", path)
+    return path
+
+
+def executions() -> "pandas.DataFrame":
+    """Every run as an execution: status, times, duration, argv, ``flor.arg`` values, code
+    snapshot, environment summary, and counts of inputs, outputs and checkpoints."""
+    from flordb.store.executions import executions as _executions
+
+    with _rt.reading() as conn:
+        return _executions(conn)
+
+
+def dataset(name: str, record_type: str = "file", description: str = "") -> "Dataset":
+    """The versioned dataset ``name`` (created if new); see :mod:`flordb.lifecycle.datasets`."""
+    from flordb.lifecycle.datasets import dataset as _dataset
+
+    return _dataset(name, record_type, description)
+
+
+def datasets() -> "pandas.DataFrame":
+    """Every dataset: record type, working-set size, released versions, split origin."""
+    from flordb.lifecycle.datasets import datasets as _datasets
+
+    return _datasets()
+
+
+def feature(name: str, record_type: str = "file", columns: "dict[str, type] | None" = None,
+            vocabulary: "dict[str, dict[str, list[str]]] | None" = None) -> "Feature":
+    """The feature (or label) ``name`` on records of ``record_type``; see
+    :mod:`flordb.lifecycle.features`."""
+    from flordb.lifecycle.features import feature as _feature
+
+    return _feature(name, record_type, columns, vocabulary)
+
+
+def lineage(target: Any) -> "pandas.DataFrame":
+    """What produced ``target`` (a file, ``name@label``, a run id, a row of :func:`best`)."""
+    from flordb.lifecycle.lineage import lineage as _lineage
+
+    return _lineage(target)
+
+
+def derived(target: Any) -> "pandas.DataFrame":
+    """Everything produced from ``target`` (e.g. a dataset version found to be poisoned)."""
+    from flordb.lifecycle.lineage import derived as _derived
+
+    return _derived(target)
+
+
+def best(metric: str, mode: str = "max", n: int = 1) -> "pandas.DataFrame":
+    """The best ``n`` values of a logged metric, each with the checkpoint it was computed from."""
+    from flordb.lifecycle.registry import best as _best
+
+    return _best(metric, mode, n)
+
+
+def load_checkpoint(row: Any, **objects: Any) -> None:
+    """Restore ``objects`` (by their enrolled names) from the checkpoint of a :func:`best` row."""
+    from flordb.lifecycle.registry import load_checkpoint as _load
+
+    _load(row, **objects)
+
+
+def feature_store(record_type: str, how: str = "newest") -> "pandas.DataFrame":
+    """One row per record of ``record_type`` with the selected value of every feature on it."""
+    from flordb.lifecycle.registry import feature_store as _feature_store
+
+    return _feature_store(record_type, how)
+
+
+def training_data(version: Any, features: Iterable[str] = (), label: str | None = None,
+                  how: str = "newest") -> "pandas.DataFrame":
+    """Members of a dataset version joined with feature and label values (recorded as inputs)."""
+    from flordb.lifecycle.registry import training_data as _training_data
+
+    return _training_data(version, list(features), label, how)

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from array import array
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -106,6 +107,7 @@ class Runtime:
         self.flush_due = False
         self.failed = False
         self.args: dict[str, Any] = {}
+        self.outputs: dict[str, Path] = {}  # declared output files, hashed at the run's end
         self.timing: dict[tuple[str, int], list[float]] = {}
         self.checkpointer: checkpoint.Checkpointer | None = None
         self._flushing = False
@@ -245,6 +247,8 @@ class Runtime:
         if self.checkpointer is not None:
             self.checkpointer.finish()
         self.flush()
+        for ref, path in self.outputs.items():
+            self._record_file("output", ref, path)
         if self._timer_stop is not None:
             self._timer_stop.set()
         if self._provenance is not None:
@@ -492,6 +496,63 @@ class Runtime:
                          ls.std if ls else None, ls.count if ls else 0,
                          ls.spent if ls else 0.0))
         return rows
+
+    # ----------------------------------------------------------------- lifecycle records
+    @contextmanager
+    def writing(self) -> Iterator[tuple[Any, int]]:
+        """A write transaction on the store (its own connection, so any thread may use it) and
+        the current run, started if needed: lifecycle records say which run made them."""
+        from flordb.store.db import connect_writer, write_transaction
+
+        self.ensure_run()
+        run_id = self.run_id
+        conn = connect_writer(self.project_root())
+        try:
+            with write_transaction(conn):
+                yield conn, run_id
+        finally:
+            conn.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        """A read-only connection on the store, after flushing this process's values."""
+        from flordb.store.db import connect_reader
+
+        self.flush()
+        conn = connect_reader(self.project_root())
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    # ----------------------------------------------------------------- inputs and outputs
+    def record_io(self, direction: str, kind: str, ref: str, checksum: str | None,
+                  nbytes: int | None = None) -> None:
+        """Record an input or output of the current run (started if needed)."""
+        from flordb.store import io
+
+        self.ensure_run()
+        if self.replay is None:  # a replay re-reads what the run read: nothing new to record
+            io.record(self.writer.conn, self.run_id, direction, kind, ref, checksum, nbytes)
+
+    def file_io(self, direction: str, path: str | os.PathLike[str]) -> None:
+        """``flor.input``/``flor.output``: inputs are hashed now, outputs at the run's end."""
+        self.ensure_run()
+        full = Path(path).resolve()
+        ref = self.project.relative(full) if self.project is not None else full.as_posix()
+        if direction == "output":
+            self.outputs[ref] = full
+        else:
+            self._record_file(direction, ref, full)
+
+    def _record_file(self, direction: str, ref: str, full: Path) -> None:
+        from flordb.store.io import file_digest
+
+        found = file_digest(full)
+        if found is None:
+            print(f"flordb: {direction} {ref} is not a file: recorded without a checksum",
+                  file=sys.stderr)
+        self.record_io(direction, "file", ref, *(found or (None, None)))
 
     # ----------------------------------------------------------------- checkpointing
     def enroll(self, objects: dict[str, Any]) -> None:

@@ -1,0 +1,224 @@
+"""Features and labels: typed values on record ids, each from one run and annotator.
+
+    diagnosis = flor.feature("diagnosis", record_type="image",
+                             columns={"label": str, "confidence": float},
+                             vocabulary={"label": {"benign": ["normal"], "malignant": []}})
+    diagnosis.add("img/001.png", label="normal", confidence=0.9)     # stored as "benign"
+    diagnosis.add("img/001.png", label="malignant", annotator="dr_lee", workflow="review")
+    diagnosis.select("newest")             # one row per record
+    diagnosis.select("majority")           # the most frequent label per record
+    diagnosis.select(annotator="dr_lee")
+
+A value carries the run that produced it (a model run, or a human annotation session such as
+a web app's save followed by ``flor.commit()``), its annotator, its workflow and when. A run
+holds at most one value per record of a feature: adding again replaces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flordb.runtime import RUNTIME as _rt
+
+if TYPE_CHECKING:
+    import pandas
+
+#: Column types a feature may declare, by the name stored.
+TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+SELECTORS = ("newest", "majority")
+
+
+class FeatureError(ValueError):
+    """A feature definition or value that does not fit."""
+
+
+def feature(name: str, record_type: str = "file", columns: dict[str, type] | None = None,
+            vocabulary: dict[str, dict[str, list[str]]] | None = None) -> Feature:
+    """The feature ``name``, defined on first use; later calls must agree with the definition.
+
+    ``columns`` maps each value column to ``str``, ``int``, ``float`` or ``bool`` (default: one
+    ``value`` column of type ``str``). ``vocabulary`` maps a ``str`` column to its terms, each
+    with its synonyms: values are stored as the term and anything else is rejected.
+    """
+    cols = {c: _type_name(c, t) for c, t in (columns or {"value": str}).items()}
+    vocab = {c: {term: list(syn) for term, syn in terms.items()}
+             for c, terms in (vocabulary or {}).items()}
+    for c in vocab:
+        if cols.get(c) != "str":
+            raise FeatureError(f"vocabulary for {c!r}: only str columns take a vocabulary")
+    row = _lookup(name)
+    if row is None:
+        with _rt.writing() as (conn, _):
+            cur = conn.execute(
+                "INSERT INTO features (name, record_type, columns, vocabulary, created)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (name, record_type, json.dumps(cols), json.dumps(vocab), time.time()))
+            return Feature(int(cur.lastrowid), name, record_type, cols, vocab)
+    stored = get_feature(name)
+    if columns is not None and (stored.columns, stored.record_type) != (cols, record_type):
+        raise FeatureError(f"feature {name!r} is defined on {stored.record_type!r} with "
+                           f"columns {stored.columns}, not {record_type!r} with {cols}")
+    if vocabulary is not None and stored.vocabulary != vocab:
+        raise FeatureError(f"feature {name!r} has another vocabulary: {stored.vocabulary}")
+    return stored
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A defined feature; see the module docstring."""
+
+    feature_id: int
+    name: str
+    record_type: str
+    columns: dict[str, str]
+    vocabulary: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+    def add(self, record_id: str, annotator: str | None = None, workflow: str | None = None,
+            **values: Any) -> None:
+        """Store the current run's value for ``record_id`` (replacing its earlier one).
+
+        ``annotator`` (who or what produced it) and ``workflow`` default to the script name.
+        """
+        self.add_many([{"record_id": record_id, **values}], annotator, workflow)
+
+    def add_many(self, rows: list[dict[str, Any]] | "pandas.DataFrame",
+                 annotator: str | None = None, workflow: str | None = None) -> int:
+        """Store many values (dicts or a frame with ``record_id`` and the value columns)."""
+        if hasattr(rows, "to_dict"):
+            rows = rows.to_dict("records")
+        checked = [(str(r["record_id"]), json.dumps(self._check(
+            {k: v for k, v in r.items() if k != "record_id"}))) for r in rows]
+        with _rt.writing() as (conn, run_id):
+            who = _script()
+            now = time.time()
+            conn.executemany(
+                "INSERT OR REPLACE INTO feature_values (feature_id, record_id, run_id,"
+                " annotator, workflow, created, value) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(self.feature_id, rid, run_id, annotator or who, workflow or who, now, value)
+                 for rid, value in checked])
+        return len(checked)
+
+    def _check(self, values: dict[str, Any]) -> dict[str, Any]:
+        extra = set(values) - set(self.columns)
+        missing = set(self.columns) - set(values)
+        if extra or missing:
+            raise FeatureError(f"feature {self.name!r} takes columns {sorted(self.columns)}"
+                               + (f"; unknown: {sorted(extra)}" if extra else "")
+                               + (f"; missing: {sorted(missing)}" if missing else ""))
+        out = {}
+        for col, value in values.items():
+            out[col] = _cast(self.name, col, self.columns[col], value)
+            terms = self.vocabulary.get(col)
+            if terms is not None and value is not None:
+                out[col] = _term(self.name, col, terms, out[col])
+        return out
+
+    def values(self) -> "pandas.DataFrame":
+        """Every value: ``record_id``, the columns, ``annotator, workflow, run_id, tstamp,
+        created``, oldest first."""
+        import pandas as pd
+
+        with _rt.reading() as conn:
+            rows = conn.execute(
+                "SELECT v.record_id, v.value, v.annotator, v.workflow, v.run_id, r.tstamp,"
+                " v.created FROM feature_values v JOIN runs r ON r.run_id = v.run_id"
+                " WHERE v.feature_id = ? ORDER BY v.created, v.run_id", (self.feature_id,)
+            ).fetchall()
+        cols = list(self.columns)
+        frame = pd.DataFrame(
+            [(rid, *[json.loads(val)[c] for c in cols], *rest) for rid, val, *rest in rows],
+            columns=["record_id", *cols, "annotator", "workflow", "run_id", "tstamp",
+                     "created"])
+        return frame
+
+    def select(self, how: str = "newest", annotator: str | None = None,
+               workflow: str | None = None, column: str | None = None) -> "pandas.DataFrame":
+        """One value per record: the ``newest``, or the ``majority`` vote on ``column`` (default
+        the first; ties go to the newest), among the values of ``annotator``/``workflow`` when
+        given. Majority rows say how many ``votes`` the value got out of ``voters``."""
+        if how not in SELECTORS:
+            raise FeatureError(f"select how={how!r}: choose one of {', '.join(SELECTORS)}")
+        frame = self.values()
+        if annotator is not None:
+            frame = frame[frame["annotator"] == annotator]
+        if workflow is not None:
+            frame = frame[frame["workflow"] == workflow]
+        if how == "newest" or frame.empty:
+            return frame.groupby("record_id", sort=True).tail(1).sort_values("record_id") \
+                .reset_index(drop=True)
+        column = column or next(iter(self.columns))
+        if column not in self.columns:
+            raise FeatureError(f"feature {self.name!r} has no column {column!r}")
+        counts = frame.groupby(["record_id", column], dropna=False)[column].transform("size")
+        frame = frame.assign(votes=counts,
+                             voters=frame.groupby("record_id")["record_id"].transform("size"))
+        # Most votes first, then newest: the first row of each record is its majority value.
+        ordered = frame.sort_values(["record_id", "votes", "created"],
+                                    ascending=[True, False, False], kind="stable")
+        return ordered.groupby("record_id", sort=True).head(1).reset_index(drop=True)
+
+    def read(self, how: str = "newest", **filters: Any) -> "pandas.DataFrame":
+        """:meth:`select`, recording the selection as an input of the current run."""
+        chosen = self.select(how, **filters)
+        digest = hashlib.sha256(chosen.drop(columns=["created"]).to_csv(index=False).encode())
+        _rt.record_io("input", "feature", self.name, digest.hexdigest())
+        return chosen
+
+
+def get_feature(name: str) -> Feature:
+    """The feature ``name`` as defined; raises :class:`FeatureError` when it is not."""
+    row = _lookup(name)
+    if row is None:
+        raise FeatureError(f"no feature {name!r} is defined (flor.feature(name, columns=...))")
+    return Feature(row[0], name, row[1], json.loads(row[2]), json.loads(row[3]))
+
+
+def _lookup(name: str) -> tuple | None:
+    from flordb.store.db import NotAProjectError
+
+    try:
+        with _rt.reading() as conn:
+            return conn.execute("SELECT feature_id, record_type, columns, vocabulary FROM"
+                                " features WHERE name = ?", (name,)).fetchone()
+    except NotAProjectError:
+        return None
+
+
+def _type_name(column: str, t: type | str) -> str:
+    name = t if isinstance(t, str) else getattr(t, "__name__", "")
+    if name not in TYPES:
+        raise FeatureError(f"column {column!r}: type must be one of str, int, float, bool")
+    return name
+
+
+def _cast(feature: str, column: str, type_name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    t = TYPES[type_name]
+    if type(value) is t or (t is float and type(value) is int):
+        return t(value)
+    if t in (int, float) and hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        item = value.item()  # numpy scalars
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            return t(item)
+    raise FeatureError(f"feature {feature!r} column {column!r} takes {type_name}, "
+                       f"not {type(value).__name__} ({value!r})")
+
+
+def _term(feature: str, column: str, terms: dict[str, list[str]], value: str) -> str:
+    for term, synonyms in terms.items():
+        if value == term or value in synonyms:
+            return term
+    allowed = ", ".join(f"{t} ({', '.join(s)})" if s else t for t, s in terms.items())
+    raise FeatureError(f"feature {feature!r} column {column!r}: {value!r} is not in the "
+                       f"vocabulary: {allowed}")
+
+
+def _script() -> str:
+    from flordb.project import script_name
+
+    return script_name(_rt.project)

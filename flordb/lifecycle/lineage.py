@@ -1,0 +1,133 @@
+"""Lineage in both directions over runs, dataset versions, files and features.
+
+    flor.lineage("models/a.pt")          # what produced it: runs, code, data, labels
+    flor.derived("scans@1.0.0")          # everything that used it, transitively
+
+Nodes are ``run:<run_id>``, ``dataset:<name@label>``, ``file:<path>@<sha256>`` and
+``feature:<name>``. Edges go from what was used to what it made:
+
+- a run released a dataset version, wrote a file (``flor.output``) or a feature's values;
+- a version was read by a run (``DatasetVersion.read``), split into or nested in a version;
+- a file (by path and checksum) or a feature selection (``Feature.read``) was read by a run.
+
+Both calls return a frame with one row per node reached: its ``kind``, ``ref``, ``depth``
+(edges away from the start), the ``via`` node it was reached from, and details (for runs:
+script, status, code snapshot, environment).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from typing import TYPE_CHECKING
+
+from flordb.runtime import RUNTIME as _rt
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    import pandas
+
+
+def lineage(target: object) -> "pandas.DataFrame":
+    """Everything ``target`` (a file path, ``name@label``, a DatasetVersion, a run id or a
+    checkpoint row from :func:`flordb.best`) was produced from, transitively."""
+    return _walk(target, upstream=True)
+
+
+def derived(target: object) -> "pandas.DataFrame":
+    """Everything produced from ``target``, transitively: the poisoned-data query."""
+    return _walk(target, upstream=False)
+
+
+def _walk(target: object, upstream: bool) -> "pandas.DataFrame":
+    import pandas as pd
+
+    with _rt.reading() as conn:
+        edges = _edges(conn)
+        starts = _resolve(conn, target, edges)
+        forward: dict[str, set[str]] = defaultdict(set)
+        for a, b in edges:
+            if upstream:
+                forward[b].add(a)
+            else:
+                forward[a].add(b)
+        seen = {s: (0, "") for s in starts}
+        queue = deque(starts)
+        while queue:
+            node = queue.popleft()
+            for nxt in sorted(forward[node]):
+                if nxt not in seen:
+                    seen[nxt] = (seen[node][0] + 1, node)
+                    queue.append(nxt)
+        runs = {r[0]: r[1:] for r in conn.execute(
+            "SELECT run_id, tstamp, filename, status, snapshot, env_hash FROM runs")}
+    rows = []
+    for node, (depth, via) in seen.items():
+        kind, ref = node.split(":", 1)
+        detail = runs.get(int(ref), (None,) * 5) if kind == "run" else (None,) * 5
+        rows.append((depth, kind, ref, via, *detail))
+    frame = pd.DataFrame(rows, columns=["depth", "kind", "ref", "via", "tstamp", "filename",
+                                        "status", "snapshot", "env_hash"])
+    return frame.sort_values(["depth", "kind", "ref"], kind="stable").reset_index(drop=True)
+
+
+def _edges(conn: "sqlite3.Connection") -> list[tuple[str, str]]:
+    edges: list[tuple[str, str]] = []
+    for run, name, label in conn.execute(
+            "SELECT v.released_by, d.name, v.label FROM dataset_versions v"
+            " JOIN datasets d ON d.dataset_id = v.dataset_id WHERE v.released_by IS NOT NULL"):
+        edges.append((f"run:{run}", f"dataset:{name}@{label}"))
+    for parent, pname, child, label in conn.execute(
+            "SELECT pd.name, pv.label, d.name, v.label FROM datasets d"
+            " JOIN dataset_versions pv ON pv.version_id = d.parent_version"
+            " JOIN datasets pd ON pd.dataset_id = pv.dataset_id"
+            " JOIN dataset_versions v ON v.dataset_id = d.dataset_id"):
+        edges.append((f"dataset:{parent}@{pname}", f"dataset:{child}@{label}"))
+    for member, name, label in conn.execute(
+            "SELECT m.record_id, d.name, v.label FROM version_members m"
+            " JOIN dataset_versions v ON v.version_id = m.version_id"
+            " JOIN datasets d ON d.dataset_id = v.dataset_id WHERE m.record_type = 'dataset'"):
+        edges.append((f"dataset:{member}", f"dataset:{name}@{label}"))
+    for run, direction, kind, ref, checksum in conn.execute(
+            "SELECT run_id, direction, kind, ref, checksum FROM run_io"):
+        node = _io_node(kind, ref, checksum)
+        edges.append((node, f"run:{run}") if direction == "input" else (f"run:{run}", node))
+    for name, run in conn.execute(
+            "SELECT DISTINCT f.name, v.run_id FROM feature_values v"
+            " JOIN features f ON f.feature_id = v.feature_id"):
+        edges.append((f"run:{run}", f"feature:{name}"))
+    return edges
+
+
+def _io_node(kind: str, ref: str, checksum: str | None) -> str:
+    if kind == "file":
+        return f"file:{ref}@{checksum or '?'}"
+    return f"{kind}:{ref}"
+
+
+def _resolve(conn: "sqlite3.Connection", target: object,
+             edges: list[tuple[str, str]]) -> list[str]:
+    """The start nodes for ``target``."""
+    from pathlib import Path
+
+    from flordb.lifecycle.datasets import DatasetVersion
+
+    nodes = {n for e in edges for n in e}
+    if isinstance(target, DatasetVersion):
+        return [f"dataset:{target.ref}"]
+    if isinstance(target, int):
+        return [f"run:{target}"]
+    if hasattr(target, "get") and target.get("run_id") is not None:  # a row of flor.best
+        return [f"run:{int(target['run_id'])}"]
+    text = str(target)
+    if f"dataset:{text}" in nodes:
+        return [f"dataset:{text}"]
+    if f"feature:{text}" in nodes:
+        return [f"feature:{text}"]
+    ref = _rt.project.relative(Path(text).resolve()) if _rt.project is not None else text
+    files = sorted(n for n in nodes if n.startswith(f"file:{ref}@") or
+                   n.startswith(f"file:{text}@"))
+    if files:
+        return files
+    raise LookupError(f"nothing in the lineage records is named {text!r} (a file written with "
+                      "flor.output, a dataset version name@label, a feature or a run id)")

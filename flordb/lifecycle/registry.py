@@ -1,0 +1,137 @@
+"""Registry views: the best checkpoint by a logged metric, feature-store and training-data views.
+
+    best = flor.best("acc")                      # the top row, with its checkpoint
+    flor.load_checkpoint(best, model=net)        # restore those weights into ``net``
+    flor.feature_store("image")                  # one row per record, a column per feature
+    flor.training_data(v1, features=["stats"], label="diagnosis")
+
+A metric logged in iteration *k* of an outermost loop was computed from the state at the end
+of that iteration, which is the checkpoint taken at the start of iteration *k + 1*
+(:mod:`flordb.checkpoint`); a metric logged outside loops goes with the run's last checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+from flordb.lifecycle.datasets import DatasetVersion
+from flordb.lifecycle.features import get_feature
+from flordb.runtime import RUNTIME as _rt
+
+if TYPE_CHECKING:
+    import pandas
+
+
+class RegistryError(LookupError):
+    """No such metric, or no checkpoint for the chosen row."""
+
+
+def best(metric: str, mode: str = "max", n: int = 1) -> "pandas.DataFrame":
+    """The ``n`` best values of ``metric`` over all runs (and outermost-loop iterations), with
+    ``run_id, loop_id, iter`` and ``checkpoint``: the iteration of the checkpoint that holds the
+    state the value was computed from (missing when that checkpoint was not taken)."""
+    import pandas as pd
+
+    from flordb import dataframe
+
+    if mode not in ("max", "min"):
+        raise RegistryError(f"mode must be 'max' or 'min', not {mode!r}")
+    frame = dataframe(metric)
+    frame = frame[pd.to_numeric(frame[metric], errors="coerce").notna()] \
+        if metric in frame else frame.iloc[0:0]
+    if frame.empty:
+        raise RegistryError(f"no numeric value of {metric!r} was logged")
+    ranked = frame.sort_values(metric, ascending=mode == "min", kind="stable").head(n)
+    keys = []
+    with _rt.reading() as conn:
+        for tstamp in ranked["tstamp"]:
+            keys.append(conn.execute("SELECT run_id FROM runs WHERE tstamp = ?",
+                                     (tstamp,)).fetchone()[0])
+        ranked = ranked.assign(run_id=keys)
+        loops = [c for c in ranked.columns if c not in ("projid", "tstamp", "filename", metric,
+                                                       "run_id") and not c.endswith("_value")]
+        outer = loops[0] if loops else None
+        extra = [_checkpoint_of(conn, row, outer) for _, row in ranked.iterrows()]
+    return ranked.assign(loop_id=[e[0] for e in extra], iter=[e[1] for e in extra],
+                         checkpoint=pd.array([e[2] for e in extra], dtype="Int64")) \
+        .reset_index(drop=True)
+
+
+def _checkpoint_of(conn, row: "pandas.Series", outer: str | None) -> tuple[Any, Any, Any]:
+    run = int(row["run_id"])
+    main = conn.execute("SELECT loop_id FROM loops WHERE run_id = ? AND depth = 1"
+                        + (" AND name = ?" if outer else "") + " ORDER BY loop_id LIMIT 1",
+                        (run, outer) if outer else (run,)).fetchone()
+    if main is None:
+        return None, None, None
+    loop_id = main[0]
+    if outer is not None and not _missing(row[outer]):
+        it = int(row[outer]) - 1
+        wanted = it + 1
+    else:
+        it = None
+        last = conn.execute("SELECT iterations FROM loops WHERE run_id = ? AND loop_id = ?",
+                            (run, loop_id)).fetchone()[0]
+        wanted = last
+    from flordb.checkpoint import available
+
+    have = available(conn, run, loop_id, _rt.project_root())
+    return loop_id, it, wanted if wanted in have else None
+
+
+def _missing(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
+
+
+def load_checkpoint(row: "pandas.Series | pandas.DataFrame", **objects: Any) -> None:
+    """Restore ``objects`` (``model=net, optimizer=opt``: the names they were enrolled under)
+    and the RNG states from the checkpoint of a row of :func:`best`."""
+    from flordb import checkpoint
+
+    if hasattr(row, "iloc") and hasattr(row, "columns"):
+        row = row.iloc[0]
+    if _missing(row.get("checkpoint")):
+        raise RegistryError(f"no checkpoint holds the state of that row (run {row['run_id']}): "
+                            "it was not taken (see flor.set_epsilon) or was deleted")
+    with _rt.reading() as conn:
+        ck = checkpoint.load(_rt.project_root(), conn, int(row["run_id"]), int(row["loop_id"]),
+                             int(row["checkpoint"]))
+    if ck is None or ck.iteration != int(row["checkpoint"]):
+        raise RegistryError(f"the checkpoint of run {row['run_id']} at iteration "
+                            f"{row['checkpoint']} cannot be read")
+    checkpoint.apply(ck, objects)
+
+
+def feature_store(record_type: str, how: str = "newest") -> "pandas.DataFrame":
+    """One row per record of ``record_type``, one column per value column of each feature on
+    that type (``<feature>`` when it has one column, else ``<feature>.<column>``)."""
+    import pandas as pd
+
+    with _rt.reading() as conn:
+        names = [r[0] for r in conn.execute(
+            "SELECT name FROM features WHERE record_type = ? ORDER BY feature_id",
+            (record_type,))]
+    frame = pd.DataFrame({"record_id": pd.Series([], dtype=object)})
+    for name in names:
+        frame = frame.merge(_wide(name, how, record=False), on="record_id", how="outer")
+    return frame.sort_values("record_id").reset_index(drop=True)
+
+
+def training_data(version: DatasetVersion, features: Sequence[str] = (),
+                  label: str | None = None, how: str = "newest") -> "pandas.DataFrame":
+    """The members of ``version`` with the selected values of ``features`` and ``label``
+    (one row per member, in record order), recorded as inputs of the current run."""
+    frame = version.read()[["record_id"]]
+    for name in [*features, *([label] if label else [])]:
+        frame = frame.merge(_wide(name, how, record=True), on="record_id", how="left")
+    return frame.reset_index(drop=True)
+
+
+def _wide(name: str, how: str, record: bool) -> "pandas.DataFrame":
+    f = get_feature(name)
+    chosen = f.read(how) if record else f.select(how)
+    cols = list(f.columns)
+    renamed = {c: name if len(cols) == 1 else f"{name}.{c}" for c in cols}
+    return chosen[["record_id", *cols]].rename(columns=renamed)

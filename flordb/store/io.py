@@ -1,0 +1,31 @@
+"""A run's inputs and outputs (``run_io``): dataset versions, files by checksum, features."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from pathlib import Path
+
+from flordb.store.db import write_transaction
+
+
+def file_digest(path: Path) -> tuple[str, int] | None:
+    """``(sha256, size)`` of the file at ``path``, or None when there is no such file."""
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest(), path.stat().st_size
+
+
+def record(conn: sqlite3.Connection, run_id: int, direction: str, kind: str, ref: str,
+           checksum: str | None, nbytes: int | None = None) -> None:
+    """Record one input or output of ``run_id`` (the latest of the same ref wins)."""
+    with write_transaction(conn):
+        conn.execute(
+            "INSERT OR REPLACE INTO run_io (run_id, direction, kind, ref, checksum, bytes, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, direction, kind, ref, checksum, nbytes, time.time()))
