@@ -7,8 +7,9 @@ body it finds the names the body *changes* (assigned, augmented, stored into, de
 receivers, arguments that the script's functions or in-place library functions change, and
 globals that the script's functions change) and, of those, the ones *carried* from one
 iteration to the next (read in the body before being assigned in it). Names bound by
-imports, module-level ``def``/``class`` and builtins are not state. The planner (:mod:`flordb.hindsight.plan`) compares these sets with the
-variables ``flor.checkpointing`` enrolls, which a checkpoint restores.
+imports, module-level ``def``/``class`` and builtins are not state. The planner
+(:mod:`flordb.hindsight.plan`) compares these sets with the variables ``flor.checkpointing``
+enrolls, which a checkpoint restores.
 
 Assumption, stated in ``docs/replay.md``: a ``for`` loop's body runs at least once, so a name
 assigned at the top of a loop body counts as assigned after the loop.
