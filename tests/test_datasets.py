@@ -65,8 +65,12 @@ def test_labels_nesting_and_errors(runtime):
     v = rows.release("1.0.0")
     with pytest.raises(DatasetError, match="already has a version"):
         rows.release("1.0.0")
+    assert rows.release() == v  # nothing changed: the latest release
+    rows.add(3)
     assert rows.release(bump="major").label == "2.0.0"
+    rows.add(4)
     assert rows.release(bump="patch").label == "2.0.1"
+    rows.add(5)
     with pytest.raises(DatasetError, match="bump"):
         rows.release(bump="huge")
     suite = flor.dataset("suite", record_type="row")

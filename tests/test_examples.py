@@ -38,3 +38,49 @@ def test_quickstart_and_its_hindsight_logging_recipe(tmp_path):
     run_script(fresh, None, "--kwargs", "lr=0.3", "epochs=3", name="quickstart.py")
     assert replayed["w_norm"].tolist() == dataframe(fresh, ["w_norm"])["w_norm"].tolist()
     assert replayed["w_norm"].notna().sum() == 8
+
+
+def test_pipeline_makefile_then_feedback_app(repo, runtime):
+    import importlib.util
+    import os
+    import sys
+
+    import flordb as flor
+
+    shutil.copytree(EXAMPLES / "pipeline", repo / "pipeline")
+    proc = subprocess.run(["make", "-C", "pipeline", f"PYTHON={sys.executable}"], cwd=repo,
+                          capture_output=True, text=True, env={**os.environ, "FLORDB_ECHO": "0"})
+    assert proc.returncode == 0, proc.stderr
+    assert "stored 300 predictions" in proc.stdout
+    best = flor.best("acc")
+    assert best["acc"].item() > 0.8
+    corpus = flor.dataset("corpus", record_type="doc").version()
+    assert corpus.n_members == 300
+    # The model registry entry traces back to the corpus version it was trained on.
+    predictions = flor.feature("prediction", record_type="doc").values()
+    assert len(predictions) == 300 and predictions["annotator"].str.startswith("model:").all()
+    used = flor.derived(corpus)
+    scripts = set(used.loc[used["kind"] == "run", "filename"])
+    assert scripts == {"pipeline/train.py", "pipeline/infer.py"}
+
+    spec = importlib.util.spec_from_file_location("feedback_app", EXAMPLES / "feedback_app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    client = module.create_app(limit=5).test_client()
+    page = client.get("/")
+    assert page.status_code == 200
+    shown = page.data.decode().split('data-record="')[1:]
+    assert len(shown) == 5
+    rid = shown[0].split('"')[0]
+    reply = client.post("/label", data={"record_id": rid, "annotator": "alice",
+                                        "label": "politics"})
+    assert reply.status_code == 303
+    bad = client.post("/label", data={"record_id": rid, "annotator": "bob", "label": "x"})
+    assert bad.status_code == 400 and b"not in the vocabulary" in bad.data
+    labels = client.get("/labels.json").json
+    assert [(r["record_id"], r["value"], r["annotator"]) for r in labels] == \
+        [(rid, "news", "alice")]
+    assert '<td class="reviewed">news</td>' in client.get("/").data.decode()
+    run = labels[0]["run_id"]
+    status = flor.query("SELECT status, filename FROM runs WHERE run_id = ?", (run,))
+    assert status["status"].item() == "completed"  # committed by the save

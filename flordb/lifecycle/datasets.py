@@ -115,7 +115,8 @@ class Dataset:
     def release(self, label: str | None = None, description: str = "", bump: str = "minor",
                 checksums: bool = True) -> DatasetVersion:
         """Freeze the working set as version ``label`` (default: the latest semantic version
-        bumped by ``bump``: ``major``, ``minor`` or ``patch``; the first is ``1.0.0``).
+        bumped by ``bump``: ``major``, ``minor`` or ``patch``; the first is ``1.0.0``). Without
+        a label, a working set identical to the latest release returns that release.
 
         With ``checksums``, members of type ``file`` found under the project are hashed, so a
         changed file is detected by :meth:`DatasetVersion.verify` (``files=True``).
@@ -264,9 +265,10 @@ class DatasetVersion:
 
 def _release(conn: "sqlite3.Connection", run_id: int, ds: Dataset, label: str | None,
              description: str, bump: str, checksums: bool) -> DatasetVersion:
-    labels = [r[0] for r in conn.execute(
-        "SELECT label FROM dataset_versions WHERE dataset_id = ?", (ds.dataset_id,))]
-    label = label or _bump(labels, bump)
+    versions = conn.execute("SELECT label, content_hash, version_id, n_members FROM"
+                            " dataset_versions WHERE dataset_id = ? ORDER BY version_id",
+                            (ds.dataset_id,)).fetchall()
+    labels = [v[0] for v in versions]
     if label in labels:
         raise DatasetError(f"{ds.name} already has a version {label!r}")
     members = conn.execute(
@@ -276,6 +278,10 @@ def _release(conn: "sqlite3.Connection", run_id: int, ds: Dataset, label: str | 
     manifest = [(rid, rtype, _file_sha256(root, rid) if checksums and rtype == "file" else None)
                 for rid, rtype in members]
     digest = content_hash(manifest)
+    if label is None and versions and versions[-1][1] == digest:
+        latest = versions[-1]  # nothing changed: the latest release is this version
+        return DatasetVersion(latest[2], ds.name, latest[0], digest, latest[3])
+    label = label or _bump(labels, bump)
     cur = conn.execute(
         "INSERT INTO dataset_versions (dataset_id, label, content_hash, n_members, released,"
         " released_by, description) VALUES (?, ?, ?, ?, ?, ?, ?)",

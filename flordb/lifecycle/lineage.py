@@ -3,12 +3,15 @@
     flor.lineage("models/a.pt")          # what produced it: runs, code, data, labels
     flor.derived("scans@1.0.0")          # everything that used it, transitively
 
-Nodes are ``run:<run_id>``, ``dataset:<name@label>``, ``file:<path>@<sha256>`` and
-``feature:<name>``. Edges go from what was used to what it made:
+Nodes are ``run:<run_id>``, ``dataset:<name@label>``, ``file:<path>@<sha256>``,
+``feature:<name>`` and ``checkpoint:<run_id>:<loop_id>:<iter>``. Edges go from what was used
+to what it made:
 
-- a run released a dataset version, wrote a file (``flor.output``) or a feature's values;
+- a run released a dataset version, wrote a file (``flor.output``), a feature's values or a
+  checkpoint;
 - a version was read by a run (``DatasetVersion.read``), split into or nested in a version;
-- a file (by path and checksum) or a feature selection (``Feature.read``) was read by a run.
+- a file (by path and checksum), a feature selection (``Feature.read``) or a checkpoint
+  (``flor.load_checkpoint``) was read by a run.
 
 Both calls return a frame with one row per node reached: its ``kind``, ``ref``, ``depth``
 (edges away from the start), the ``via`` node it was reached from, and details (for runs:
@@ -92,6 +95,9 @@ def _edges(conn: "sqlite3.Connection") -> list[tuple[str, str]]:
             "SELECT run_id, direction, kind, ref, checksum FROM run_io"):
         node = _io_node(kind, ref, checksum)
         edges.append((node, f"run:{run}") if direction == "input" else (f"run:{run}", node))
+    for run, loop_id, it in conn.execute(
+            "SELECT DISTINCT run_id, loop_id, iter FROM checkpoints"):
+        edges.append((f"run:{run}", f"checkpoint:{run}:{loop_id}:{it}"))
     for name, run in conn.execute(
             "SELECT DISTINCT f.name, v.run_id FROM feature_values v"
             " JOIN features f ON f.feature_id = v.feature_id"):

@@ -87,7 +87,8 @@ def _missing(value: Any) -> bool:
 
 def load_checkpoint(row: "pandas.Series | pandas.DataFrame", **objects: Any) -> None:
     """Restore ``objects`` (``model=net, optimizer=opt``: the names they were enrolled under)
-    and the RNG states from the checkpoint of a row of :func:`best`."""
+    and the RNG states from the checkpoint of a row of :func:`best`; the checkpoint becomes an
+    input of the current run."""
     from flordb import checkpoint
 
     if hasattr(row, "iloc") and hasattr(row, "columns"):
@@ -102,6 +103,7 @@ def load_checkpoint(row: "pandas.Series | pandas.DataFrame", **objects: Any) -> 
         raise RegistryError(f"the checkpoint of run {row['run_id']} at iteration "
                             f"{row['checkpoint']} cannot be read")
     checkpoint.apply(ck, objects)
+    _rt.record_io("input", "checkpoint", f"{ck.run_id}:{ck.loop_id}:{ck.iteration}", None)
 
 
 def feature_store(record_type: str, how: str = "newest") -> "pandas.DataFrame":

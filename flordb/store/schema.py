@@ -248,7 +248,7 @@ CREATE INDEX feature_values_record ON feature_values (feature_id, record_id);
 CREATE TABLE run_io (
     run_id    INTEGER NOT NULL REFERENCES runs (run_id),
     direction TEXT NOT NULL CHECK (direction IN ('input', 'output')),
-    kind      TEXT NOT NULL CHECK (kind IN ('dataset', 'file', 'feature')),
+    kind      TEXT NOT NULL CHECK (kind IN ('dataset', 'file', 'feature', 'checkpoint')),
     ref       TEXT NOT NULL,
     checksum  TEXT,
     bytes     INTEGER,
