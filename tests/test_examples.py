@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 import subprocess
+import sys
+import threading
 from pathlib import Path
+
+import pytest
 
 from conftest import make_repo, run_script
 
+import flordb as flor
 from flordb.store.frames import dataframe
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -40,18 +47,24 @@ def test_quickstart_and_its_hindsight_logging_recipe(tmp_path):
     assert replayed["w_norm"].notna().sum() == 8
 
 
-def test_pipeline_makefile_then_feedback_app(repo, runtime):
-    import importlib.util
-    import os
-    import sys
-
-    import flordb as flor
-
+def run_pipeline(repo: Path) -> str:
+    """Copy examples/pipeline into ``repo`` and run its Makefile; returns make's output."""
     shutil.copytree(EXAMPLES / "pipeline", repo / "pipeline")
     proc = subprocess.run(["make", "-C", "pipeline", f"PYTHON={sys.executable}"], cwd=repo,
                           capture_output=True, text=True, env={**os.environ, "FLORDB_ECHO": "0"})
     assert proc.returncode == 0, proc.stderr
-    assert "stored 300 predictions" in proc.stdout
+    return proc.stdout
+
+
+def feedback_app(limit: int):
+    spec = importlib.util.spec_from_file_location("feedback_app", EXAMPLES / "feedback_app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.create_app(limit=limit)
+
+
+def test_pipeline_makefile_then_feedback_app(repo, runtime):
+    assert "stored 300 predictions" in run_pipeline(repo)
     best = flor.best("acc")
     assert best["acc"].item() > 0.8
     corpus = flor.dataset("corpus", record_type="doc").version()
@@ -63,10 +76,7 @@ def test_pipeline_makefile_then_feedback_app(repo, runtime):
     scripts = set(used.loc[used["kind"] == "run", "filename"])
     assert scripts == {"pipeline/train.py", "pipeline/infer.py"}
 
-    spec = importlib.util.spec_from_file_location("feedback_app", EXAMPLES / "feedback_app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    client = module.create_app(limit=5).test_client()
+    client = feedback_app(limit=5).test_client()
     page = client.get("/")
     assert page.status_code == 200
     shown = page.data.decode().split('data-record="')[1:]
@@ -84,3 +94,26 @@ def test_pipeline_makefile_then_feedback_app(repo, runtime):
     run = labels[0]["run_id"]
     status = flor.query("SELECT status, filename FROM runs WHERE run_id = ?", (run,))
     assert status["status"].item() == "completed"  # committed by the save
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_feedback_page_in_headless_chromium(repo, runtime, tmp_path):
+    """The page as a browser renders it, served by a real HTTP server."""
+    from werkzeug.serving import make_server
+
+    run_pipeline(repo)
+    server = make_server("127.0.0.1", 0, feedback_app(limit=7), threaded=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        proc = subprocess.run(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+             f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+             f"http://127.0.0.1:{server.server_port}/"],
+            capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+    dom = proc.stdout
+    assert "<h1>Predictions to review</h1>" in dom, proc.stderr[-2000:]
+    assert dom.count("<form") == 7 and dom.count('data-record="doc') == 7
