@@ -27,12 +27,15 @@ if TYPE_CHECKING:
 
     import pandas
 
+    from matplotlib.figure import Figure
+
     from flordb.lifecycle.datasets import Dataset
     from flordb.lifecycle.features import Feature
 
 __all__ = ["log", "arg", "loop", "checkpointing", "set_epsilon", "commit", "dataframe",
            "query", "replay", "input", "output", "executions", "dataset", "datasets", "feature",
-           "lineage", "derived", "best", "load_checkpoint", "feature_store", "training_data"]
+           "lineage", "derived", "best", "load_checkpoint", "feature_store", "training_data",
+           "plot"]
 __version__ = "0.1.0"
 
 T = TypeVar("T")
@@ -168,6 +171,25 @@ def replay(names: str | Iterable[str], where: str | None = None, workers: int | 
     _rt.flush()
     names = [names] if isinstance(names, str) else list(names)
     return _replay(_rt.project_root(), names, where, workers, dry_run, progress=progress)
+
+
+def plot(name: str, x: str | None = None, by: Iterable[str] | None = None,
+         where: str | None = None, runs: Iterable[str] | None = None) -> "Figure":
+    """A matplotlib figure of ``name``: one line per run over the loop ``x`` (default the
+    innermost; inner loops are numbered across outer ones), runs labelled by the args that
+    differ (or by ``by``), restricted by ``where`` (top-level values, as in
+    :func:`replay`) or to the runs with tstamps ``runs``. See :mod:`flordb.charts`."""
+    from flordb import charts
+    from flordb.store.frames import arguments, runs_where
+
+    frame = dataframe(name)
+    root = _rt.project_root()
+    keep = set(runs_where(root, where)["tstamp"]) if where else None
+    if runs is not None:
+        keep = set(runs) if keep is None else keep & set(runs)
+    if keep is not None:
+        frame = frame[frame["tstamp"].isin(keep)]
+    return charts.plot(frame, arguments(root), name, x, list(by) if by else None)
 
 
 # --------------------------------------------------------------------- lifecycle records

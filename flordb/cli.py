@@ -14,6 +14,8 @@ EPILOG = """examples:
   flordb runs                        the runs of this project, newest last
   flordb stat                        what the store holds
   flordb propagate train.py old_train.py --name grad_norm --diff
+  flordb plot loss -o loss.png       one line per run; --x epoch, --by lr, --where "lr > 0.01"
+  flordb ui                          browse runs, metrics and replays at http://127.0.0.1:8765
   flordb replay grad_norm --dry-run  show the plan and each version's patch
   flordb replay grad_norm --where "lr > 0.01" --workers 4 --yes
 """
@@ -62,6 +64,20 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--dry-run", action="store_true",
                     help="show the plan and the patch of each version; run nothing")
     rp.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    pl = sub.add_parser("plot", help="plot a logged name, one line per run",
+                        description="Plot NAME over a loop, one line per run, runs labelled by "
+                                    "the flor.arg values that differ between them.")
+    pl.add_argument("name", metavar="NAME")
+    pl.add_argument("--x", help="loop on the x axis (default: the innermost)")
+    pl.add_argument("--by", nargs="+", metavar="ARG", help="label runs by these args")
+    pl.add_argument("--where", help='filter runs by top-level values, e.g. "lr > 0.01"')
+    pl.add_argument("-o", "--output", help="PNG (or .svg/.pdf) to write (default: NAME.png)")
+    ui = sub.add_parser("ui", help="serve a read-only web view of the store",
+                        description="Serve runs, metrics, dataframes, replays, datasets and "
+                                    "features on http://HOST:PORT (read-only).")
+    ui.add_argument("--port", type=int, default=8765)
+    ui.add_argument("--host", default="127.0.0.1",
+                    help="interface to bind (default: this machine only)")
     sub.add_parser("runs", help="the runs of this project")
     sub.add_parser("stat", help="counts and sizes of the store")
     return p
@@ -120,6 +136,29 @@ def _run(args: argparse.Namespace) -> int:
         return _propagate(args)
     elif args.command == "replay":
         return _replay(args)
+    elif args.command == "plot":
+        return _plot(args)
+    elif args.command == "ui":
+        from flordb.ui import serve
+
+        serve(flordb._rt.project_root(), args.host, args.port)
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    import re
+
+    import flordb
+    from flordb.charts import PlotError
+    from flordb.store.frames import WhereError
+
+    output = args.output or re.sub(r"[^A-Za-z0-9_.-]", "_", args.name) + ".png"
+    try:
+        fig = flordb.plot(args.name, x=args.x, by=args.by, where=args.where)
+    except (PlotError, WhereError) as exc:
+        raise UsageError(str(exc)) from None
+    fig.savefig(output, dpi=150, bbox_inches="tight")
+    print(output)
     return 0
 
 

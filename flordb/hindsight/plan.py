@@ -188,18 +188,12 @@ class _Planner:
         return out
 
     def _where_runs(self) -> set[int]:
-        from flordb.store.frames import dataframe
+        from flordb.store.frames import WhereError, runs_where
 
-        frame = dataframe(self.root, [])
-        keyed = self.conn.execute("SELECT projid || ' ' || tstamp, run_id FROM runs").fetchall()
-        frame["run_id"] = (frame["projid"] + " " + frame["tstamp"]).map(dict(keyed))
         try:
-            chosen = frame.query(self.where, engine="python")
-        except Exception as exc:  # pandas raises many types for a bad expression
-            cols = ", ".join(c for c in frame.columns if c != "run_id")
-            raise PlanError(f"--where {self.where!r}: {type(exc).__name__}: {exc} "
-                            f"(columns: {cols})") from None
-        return set(chosen["run_id"].tolist())
+            return set(runs_where(self.root, self.where)["run_id"].tolist())
+        except WhereError as exc:
+            raise PlanError(f"--{exc}") from None
 
     def _lacking(self, run_id: int) -> dict[str, tuple[bool, bool, list[tuple[int, int]]]]:
         """name -> (prefix done, suffix done, iteration ranges done) for names to fill."""

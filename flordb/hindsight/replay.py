@@ -32,7 +32,7 @@ from typing import Protocol
 
 from flordb.hindsight.plan import Plan, RunPlan, make_plan
 from flordb.store import replays
-from flordb.store.db import connect_writer
+from flordb.store.db import connect_writer, write_transaction
 from flordb.store.replays import Directive
 
 #: Untracked files up to this size are copied into a unit's directory; larger ones are linked.
@@ -123,7 +123,7 @@ def _signal_group(p: subprocess.Popen, sig: int) -> None:
 
 @dataclass
 class Divergence:
-    """Re-executed values of one recorded name that differ from the recording."""
+    """The comparison of one recorded name's re-executed values with the recording."""
 
     name: str
     compared: int
@@ -232,7 +232,7 @@ def execute(root: Path, plan: Plan, executor: Executor | None = None,
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     for r in plan.runs:
-        _fidelity(conn, r, outcomes[r.run_id])
+        _fidelity(conn, replay_id, r, outcomes[r.run_id])
     conn.close()
     return Report(plan, list(outcomes.values()), time.perf_counter() - t0)
 
@@ -293,8 +293,8 @@ def _link_missing(root: Path, dest: Path) -> None:
 
 
 # --------------------------------------------------------------------- fidelity
-def _fidelity(conn, run: RunPlan, outcome: RunOutcome) -> None:
-    """Compare each done unit's re-executed values with the recorded ones."""
+def _fidelity(conn, replay_id: int, run: RunPlan, outcome: RunOutcome) -> None:
+    """Compare each done unit's re-executed values with the recorded ones; store the checks."""
     import numpy as np
 
     units = [u.unit_id for u in run.units if conn.execute(
@@ -313,17 +313,25 @@ def _fidelity(conn, run: RunPlan, outcome: RunOutcome) -> None:
     for key, value in rechecked.items():
         if key in recorded:
             by_name.setdefault(key[0], []).append((key, recorded[key], value))
+    checks = []
     for name, pairs in sorted(by_name.items()):
         outcome.compared += len(pairs)
         bad = [(k, a, b) for k, a, b in pairs if not _same(a, b)]
-        if not bad:
-            continue
-        diffs = [abs(a - b) for _, a, b in bad
-                 if isinstance(a, (int, float)) and isinstance(b, (int, float))]
-        k, a, b = bad[0]
-        outcome.divergences.append(Divergence(
-            name, len(pairs), len(bad), float(np.max(diffs)) if diffs else None,
-            f"loop {k[1]} iteration {k[2]}: recorded {a!r}, replayed {b!r}"))
+        check = Divergence(name, len(pairs), len(bad), None, "")
+        if bad:
+            diffs = [abs(a - b) for _, a, b in bad
+                     if isinstance(a, (int, float)) and isinstance(b, (int, float))]
+            k, a, b = bad[0]
+            check.max_abs_diff = float(np.max(diffs)) if diffs else None
+            check.example = f"loop {k[1]} iteration {k[2]}: recorded {a!r}, replayed {b!r}"
+            outcome.divergences.append(check)
+        checks.append(check)
+    with write_transaction(conn):
+        conn.executemany(
+            "INSERT OR REPLACE INTO replay_checks (replay_id, run_id, name, compared, differing,"
+            " max_abs_diff, example) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(replay_id, run.run_id, c.name, c.compared, c.differing, c.max_abs_diff,
+              c.example) for c in checks])
 
 
 def _values(conn, where: str, params: list) -> dict[tuple[str, int, int], object]:

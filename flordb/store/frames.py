@@ -272,3 +272,45 @@ def _elements_at(loop: tuple, listed: list | None, it: np.ndarray) -> np.ndarray
 def _identity(wide: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     ident = runs.set_index("run_id")[IDENTITY]
     return ident.reindex(wide["run_id"].to_numpy()).reset_index(drop=True)
+
+
+class WhereError(ValueError):
+    """A ``where`` expression that pandas cannot evaluate over the runs' top-level values."""
+
+
+def runs_where(root: Path, where: str | None) -> pd.DataFrame:
+    """One row per run (``run_id``, identity, top-level values), filtered by the pandas
+    expression ``where`` (``"lr > 0.01 and epochs >= 5"``) when given."""
+    frame = dataframe(root, [])
+    conn = connect_reader(root)
+    try:
+        keyed = dict(conn.execute("SELECT projid || ' ' || tstamp, run_id FROM runs"))
+    finally:
+        conn.close()
+    frame["run_id"] = (frame["projid"] + " " + frame["tstamp"]).map(keyed)
+    if not where:
+        return frame
+    try:
+        return frame.query(where, engine="python")
+    except Exception as exc:  # pandas raises many types for a bad expression
+        cols = ", ".join(c for c in frame.columns if c != "run_id")
+        raise WhereError(f"where {where!r}: {type(exc).__name__}: {exc} (columns: {cols})"
+                         ) from None
+
+
+def arguments(root: Path) -> pd.DataFrame:
+    """One row per run: ``tstamp`` and its ``flor.arg`` values, one column each."""
+    conn = connect_reader(root)
+    try:
+        rows = conn.execute(
+            "SELECT r.tstamp, a.name, a.value, a.vtype, a.repr FROM records a"
+            " JOIN runs r ON r.run_id = a.run_id WHERE a.kind = 'arg' AND a.source = 'record'"
+            " ORDER BY a.run_id, a.seq").fetchall()
+        tstamps = [t for t, in conn.execute("SELECT tstamp FROM runs ORDER BY run_id")]
+    finally:
+        conn.close()
+    per_run: dict[str, dict] = {t: {} for t in tstamps}
+    for tstamp, name, value, vtype, text in rows:
+        per_run[tstamp][name] = _values.decode(value, vtype, text)
+    return pd.DataFrame([{"tstamp": t, **a} for t, a in per_run.items()],
+                        columns=["tstamp", *dict.fromkeys(n for _, n, *_ in rows)])

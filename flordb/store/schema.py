@@ -26,7 +26,8 @@ Data model (see ``docs/store.md``):
   run's range of outer iterations, with the directive its child process follows). Values a
   unit writes carry its ``unit`` and ``source = 'pending'`` until the unit completes; then, in
   one transaction, they become ``'replay'`` (new names, shown by ``flor.dataframe``) or
-  ``'recheck'`` (re-executed recorded names, kept for the fidelity report only).
+  ``'recheck'`` (re-executed recorded names, kept for the fidelity report only);
+  ``replay_checks`` keeps that report: per replay, run and name, values compared and differing.
 - Lifecycle records (v4; ``docs/lifecycle.md``): ``datasets`` with their working members
   (``dataset_members``), released ``dataset_versions`` with frozen manifests
   (``version_members``) and content hashes; ``features`` (typed value columns, controlled
@@ -186,6 +187,16 @@ CREATE TABLE replay_units (
     error     TEXT
 );
 CREATE INDEX replay_units_run ON replay_units (run_id, status);
+CREATE TABLE replay_checks (
+    replay_id    INTEGER NOT NULL REFERENCES replays (replay_id),
+    run_id       INTEGER NOT NULL REFERENCES runs (run_id),
+    name         TEXT NOT NULL,
+    compared     INTEGER NOT NULL,
+    differing    INTEGER NOT NULL,
+    max_abs_diff REAL,
+    example      TEXT,
+    PRIMARY KEY (replay_id, run_id, name)
+) WITHOUT ROWID;
 """
 
 _V4 = """
