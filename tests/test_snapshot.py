@@ -112,3 +112,19 @@ def test_outside_git_logging_works_with_one_notice(tmp_path):
     conn = sqlite3.connect(proj / ".flor" / "flor.db")
     rows = conn.execute("SELECT snapshot, status FROM runs").fetchall()
     assert rows == [(None, "completed"), (None, "completed")]
+
+
+def test_edit_in_the_same_second_as_the_index_is_still_snapshotted(repo):
+    """git trusts an index entry whose file stat matches (to the second, here) unless the file
+    is as new as the index ("racily clean"): the snapshot's copy of the index keeps its mtime.
+    Each round edits a file right after committing it, to the same size."""
+    from flordb.store import snapshot
+
+    for i in range(5):
+        path = repo / f"train{i}.py"
+        path.write_text("lr = 0.1\n")
+        git(repo, "add", path.name)
+        git(repo, "commit", "-q", "-m", path.name)
+        path.write_text("lr = 0.2\n")
+        snap = snapshot.take(repo, f"racy{i}", "racy edit")
+        assert git(repo, "show", f"{snap.commit}:{path.name}") == "lr = 0.2\n", i

@@ -47,7 +47,9 @@ def take(root: Path, ref_name: str, message: str) -> Snapshot:
         if not user_index.is_absolute():
             user_index = root / user_index
         if user_index.exists():
-            shutil.copyfile(user_index, index)  # reuse its stat cache: only changes rehash
+            # Reuse its stat cache (only changes rehash), keeping its mtime: git compares it with
+            # the files' to catch an edit in the same second as the index was written.
+            shutil.copy2(user_index, index)
         env = {"GIT_INDEX_FILE": index, **_IDENTITY}
         pathspecs = ["."] + [f":(exclude,literal){p}" for p in _large_files(g, root, max_bytes)]
         g.execute(["git", "add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul"],
