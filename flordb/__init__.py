@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
 
 from flordb import kwargs as _kwargs
+from flordb import notebook as _notebook
 from flordb.runtime import CHUNK as _CHUNK
 from flordb.runtime import RUNTIME as _rt
 
@@ -40,7 +41,9 @@ __version__ = "0.1.0"
 
 T = TypeVar("T")
 
-if sys.argv and sys.argv[0] not in ("", "-c") and _kwargs.FLAG in sys.argv:
+# In a notebook, runs end with their cells, and the kernel's argv is not the user's.
+_IN_NOTEBOOK = "IPython" in sys.modules and _notebook.attach(_rt)
+if not _IN_NOTEBOOK and sys.argv and sys.argv[0] not in ("", "-c") and _kwargs.FLAG in sys.argv:
     # Taken out now, at import, so the script's own argparse never sees them.
     _rt.kwargs.update(_kwargs.extract(sys.argv))
 

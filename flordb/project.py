@@ -48,6 +48,11 @@ def locate(cwd: Path | None = None) -> Project:
 
 def script_name(project: Project) -> str:
     """The running script relative to the project root, or a stand-in for interactive use."""
+    from flordb.notebook import notebook_path, shell
+
+    if shell() is not None:
+        notebook = notebook_path()
+        return project.relative(notebook) if notebook else "<notebook>"
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv and sys.argv[0] else "")
     if not path or path in ("-c", "-"):

@@ -82,6 +82,7 @@ class Runtime:
         self.flush_interval = float(os.environ.get("FLORDB_FLUSH_S", "1.0"))
         self.epsilon = checkpoint.default_epsilon()
         self.enrolled: dict[str, tuple[Any, str]] = {}
+        self.sticky_args: dict[str, Any] = {}  # in a notebook: args carried into later runs
         self.writer = None
         self.project = None
         #: In a replay's child process: the unit it runs, and its Replayer once started.
@@ -161,6 +162,8 @@ class Runtime:
         self._provenance.start()
         self._start_timer()
         self._install_hooks()
+        for name, value in self.sticky_args.items():
+            self._record(self.top, name, REDACTED if is_secret(name) else value, "arg")
 
     def _record_provenance(self, *args: Any) -> None:
         from flordb.store import provenance
@@ -226,6 +229,13 @@ class Runtime:
             self.replay.finish(self)  # the replayed run ends here; later runs are not its own
         if self.run_id is not None:
             self._end_run("completed")
+
+    def end_cell(self, failed: bool) -> None:
+        """After a notebook cell: end the run it logged into (none while a loop is open)."""
+        if self.run_id is None or self.live or self.replay is not None:
+            return
+        self.sticky_args.update(self.args)
+        self._end_run("failed" if failed else "completed")
 
     def close(self) -> None:
         """At exit: end the active run (``failed`` after an uncaught exception)."""
