@@ -178,8 +178,10 @@ def replay(root: Path, names: list[str], where: str | None = None,
     """Back-fill ``names`` into the past runs of the project at ``root``; see
     :func:`flordb.replay`."""
     plan = make_plan(root, names, where, workers)
-    if dry_run or not plan.units:
+    if dry_run:
         return plan
+    if not plan.units:
+        return Report(plan, [], 0.0)
     return execute(root, plan, executor, progress)
 
 
