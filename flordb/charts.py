@@ -102,7 +102,7 @@ def run_labels(args: "pd.DataFrame", tstamps: list[str],
     counts: dict[str, int] = {}
     for text in labels.values():
         counts[text] = counts.get(text, 0) + 1
-    return {t: f"{text} ({_short_tstamp(t)})" if counts[text] > 1 and keys else text
+    return {t: f"{text} ({t.replace('T', ' ')})" if counts[text] > 1 and keys else text
             for t, text in labels.items()}
 
 

@@ -1,0 +1,91 @@
+"""Plots: the figure's data, not its pixels."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+import flordb as flor
+from flordb.charts import PlotError
+
+from conftest import run_script
+
+SWEEP = '''
+import flordb as flor
+lr = flor.arg("lr", 0.1)
+seed = flor.arg("seed", 0)
+for epoch in flor.loop("epoch", range(3)):
+    for step in flor.loop("step", range(4)):
+        flor.log("loss", lr * (10 * epoch + step) + seed)
+    flor.log("acc", lr * epoch)
+flor.log("final", lr * 100)
+'''
+
+
+@pytest.fixture
+def sweep(repo, runtime):
+    for lr in ("0.1", "0.2", "0.3"):
+        run_script(repo, SWEEP, "--kwargs", f"lr={lr}")
+    return repo
+
+
+def lines(fig):
+    return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))
+            for line in fig.axes[0].get_lines()}
+
+
+def test_one_line_per_run_over_steps_numbered_across_epochs(sweep):
+    fig = flor.plot("loss")
+    data = lines(fig)
+    assert list(data) == ["lr=0.1", "lr=0.2", "lr=0.3"]  # seed is the same: not a label
+    xs, ys = data["lr=0.2"]
+    assert xs == list(range(1, 13))
+    assert ys == pytest.approx([0.2 * (10 * e + s) for e in range(3) for s in range(4)])
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "step (numbered across epoch iterations)"
+    assert ax.get_ylabel() == "loss" and "3 runs" in ax.get_title()
+    assert ax.get_legend() is not None
+
+
+def test_outer_loop_averages_the_inner_one_and_filters(sweep):
+    data = lines(flor.plot("loss", x="epoch", where="lr >= 0.2"))
+    assert list(data) == ["lr=0.2", "lr=0.3"]
+    xs, ys = data["lr=0.3"]
+    assert xs == [1, 2, 3]  # epochs counted from 1, as in flor.dataframe
+    assert ys == pytest.approx([0.3 * (10 * e + 1.5) for e in range(3)])
+    data = lines(flor.plot("acc", by=["seed"]))  # the same seed: told apart by start time
+    assert len(data) == 3 and all(label.startswith("seed=0 (20") for label in data)
+
+
+def test_top_level_values_are_bars_and_errors_are_clear(sweep):
+    fig = flor.plot("final")
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert heights == pytest.approx([10.0, 20.0, 30.0])
+    with pytest.raises(PlotError, match="no numeric value"):
+        flor.plot("missing")
+    with pytest.raises(PlotError, match="loops: epoch, step"):
+        flor.plot("loss", x="batch")
+    with pytest.raises(PlotError, match="no flor.arg named"):
+        flor.plot("loss", by=["momentum"])
+
+
+def test_twenty_runs_stay_readable(repo, runtime):
+    for i in range(20):
+        run_script(repo, SWEEP, "--kwargs", f"lr={0.01 * (i + 1):.2f}")
+    fig = flor.plot("acc", x="epoch")
+    handles = fig.axes[0].get_legend().legend_handles
+    assert len(handles) == 20
+    colors = {tuple(line.get_color()) if not isinstance(line.get_color(), str)
+              else line.get_color() for line in fig.axes[0].get_lines()}
+    assert len(colors) == 20
+
+
+def test_cli_writes_the_png(sweep):
+    proc = subprocess.run(["flordb", "plot", "loss", "--x", "epoch", "-o", "loss.png"],
+                          cwd=sweep, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (sweep / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    proc = subprocess.run(["flordb", "plot", "loss", "--where", "nope >"], cwd=sweep,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "where 'nope >'" in proc.stderr
