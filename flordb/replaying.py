@@ -8,9 +8,9 @@ answers ``flor.arg`` with the recorded values, gives each loop instance its reco
 
 - fast-forward the main loop to the unit's checkpoint, restoring the enrolled objects and RNG
   states there, then run iterations ``start <= i < stop``;
-- with ``skip_inner``, skip the inner loops of an iteration whose next checkpoint exists
-  (restoring that checkpoint where the skipped loop ends, with ``restore_after_inner``) and
-  restore each iteration's own checkpoint at its start;
+- with ``skip_inner``, skip the inner loops of an iteration whose next checkpoint exists,
+  restoring that checkpoint where a skipped loop ends (the state the loop would have left),
+  and restore each iteration's own checkpoint at its start;
 - exit as soon as nothing the unit must record is left to run.
 
 Values are written pending (see :mod:`flordb.store.replays`); only the names the directive
@@ -103,8 +103,7 @@ class Replayer:
                 yield from self._main(rt, fr, iterable)
                 return
             if self._skips(fr):
-                if self.directive.restore_after_inner:
-                    self._restore(rt, self.main.i + 1)
+                self._restore(rt, self.main.i + 1)
                 return
             for x in iterable:
                 fr.i = n

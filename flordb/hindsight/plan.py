@@ -301,8 +301,10 @@ class _Planner:
         for name, reads in an.log_reads.items():
             if name not in recorded:
                 continue
-            if skips and ((an.carried | an.inner_changed) - an.restored) & an.inputs(reads):
-                continue  # computed from state that skipping leaves stale
+            inputs = an.inputs(reads)
+            if skips and (((an.carried | an.inner_changed) - an.restored) & inputs
+                          or an.after_inner_changed & an.restored & inputs):
+                continue  # computed from state that skipping leaves stale or a step ahead
             if restores and not an.fast_forward_ok(reads):
                 continue
             out.append(name)
@@ -364,7 +366,6 @@ class _Planner:
                 run_id, [], [], main_id, a, b,
                 max((c for c in ckpts if c <= a), default=None) if ff and a > 0 else None,
                 skip_inner=skip,
-                restore_after_inner=skip and A.AFTER_INNER in positions,
                 owns_prefix=a == 0 and not prefix_done,
                 owns_suffix=b >= n and not suffix_done,
                 run_suffix=after and b >= n and not suffix_done))

@@ -35,8 +35,8 @@ class Directive:
     start: int
     stop: int
     restore_from: int | None  # checkpoint to fast-forward to (<= start); None: run from 0
-    skip_inner: bool = False  # skip inner loops of iterations whose next checkpoint exists
-    restore_after_inner: bool = False  # restore checkpoint i+1 where inner loops were skipped
+    skip_inner: bool = False  # skip inner loops of iterations whose next checkpoint exists,
+    #                           restoring that checkpoint where the skipped loop ends
     owns_prefix: bool = True
     owns_suffix: bool = True
     run_suffix: bool = True  # keep executing after the main loop (else exit there)
