@@ -14,7 +14,7 @@ import os
 import socket
 import sqlite3
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from flordb.store.db import write_transaction
 from flordb.store.writer import pid_alive
@@ -47,7 +47,9 @@ class Directive:
 
     @classmethod
     def from_json(cls, text: str) -> Directive:
-        return cls(**json.loads(text))
+        """The directive stored as ``text``; fields this flordb does not know are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
 
 
 def begin_replay(conn: sqlite3.Connection, names: list[str], where: str | None) -> int:
