@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Carry the flor.log statements of NAME from today's scripts into the "
                     "code of every past run that lacks NAME, re-execute those versions and "
                     "add the values to the runs. Shows the plan and asks first.")
-    rp.add_argument("names", nargs="+", metavar="NAME", help="logged name (repeatable)")
+    rp.add_argument("names", nargs="+", metavar="NAME",
+                    help="logged name, or SCRIPT@LINE of a flor.log statement (repeatable)")
     rp.add_argument("--where", help='filter runs by top-level values, e.g. "lr > 0.01"')
     rp.add_argument("--workers", type=int, help="parallel processes (default: all cores)")
     rp.add_argument("--dry-run", action="store_true",

@@ -468,3 +468,13 @@ for epoch in flor.loop("epoch", range(3)):
     assert conn.execute("SELECT COUNT(*) FROM series WHERE source = 'pending'"
                         ).fetchone()[0] == 0
     conn.close()
+
+
+def test_statement_by_line(history):
+    line = next(i for i, text in enumerate(TODAY.splitlines(), 1) if '"wnorm"' in text)
+    plan = make_plan(history, [f"train.py@{line}"])
+    assert plan.names == ["wnorm"]
+    with pytest.raises(ValueError, match="no flor.log statement at line 1 in train.py"):
+        make_plan(history, ["train.py@1"])
+    with pytest.raises(ValueError, match="SCRIPT@LINE"):
+        make_plan(history, ["train.py@x"])

@@ -127,16 +127,47 @@ class Plan:
 
 def make_plan(root: Path, names: Sequence[str], where: str | None = None,
               workers: int | None = None) -> Plan:
-    """Plan back-filling ``names`` into the completed runs of the project at ``root``."""
-    names = list(dict.fromkeys(names))
+    """Plan back-filling ``names`` into the completed runs of the project at ``root``.
+
+    A name may also be given as ``SCRIPT@LINE`` (or ``@LINE`` when one script qualifies): the
+    ``flor.log`` statement at that line of today's script, which names what it logs.
+    """
     if not names:
         raise PlanError("name at least one logged name to replay")
     workers = workers or os.cpu_count() or 1
     conn = connect_reader(root)
     try:
-        return _Planner(root, conn, names, where, workers).plan()
+        resolved = [_by_line(root, conn, n) if "@" in n else n for n in names]
+        return _Planner(root, conn, list(dict.fromkeys(resolved)), where, workers).plan()
     finally:
         conn.close()
+
+
+def _by_line(root: Path, conn: sqlite3.Connection, spec: str) -> str:
+    """The logged name of the ``flor.log`` at ``SCRIPT@LINE`` (or ``@LINE``) today."""
+    from flordb.hindsight.propagate import find_statements
+
+    script, _, line = spec.rpartition("@")
+    if not line.isdigit():
+        raise PlanError(f"{spec!r}: give a statement as SCRIPT@LINE, e.g. train.py@42")
+    scripts = [script] if script else [r[0] for r in conn.execute(
+        "SELECT DISTINCT filename FROM runs ORDER BY filename")]
+    found = []
+    for name in scripts:
+        try:
+            source = (root / name).read_text()
+            found += [(name, logged) for logged, _, _ in find_statements(source,
+                                                                        lines=[int(line)])]
+        except (OSError, ParseError):
+            continue
+    if len(found) != 1:
+        where = "in " + ", ".join(scripts) if scripts else "(no runs recorded)"
+        raise PlanError(f"{spec!r}: {'no' if not found else 'more than one'} flor.log "
+                        f"statement at line {line} {where}"
+                        + ("" if found or script else "; name the script: SCRIPT@LINE"))
+    if found[0][1] is None:
+        raise PlanError(f"{spec!r}: the flor.log at that line has no literal name to record")
+    return found[0][1]
 
 
 class _Planner:
