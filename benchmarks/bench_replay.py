@@ -7,7 +7,8 @@ repository, with the default adaptive checkpointing. The inner (step) loop domin
 Then, on that history:
 
 1. an outer-loop statement (after the inner loop, reading the enrolled weights) is replayed
-   on 1 worker, and the same patched versions are re-run from scratch one after the other;
+   on 1, 2 and N workers, and the same patched versions are re-run from scratch one after the
+   other;
 2. an inner-loop statement (nothing can be skipped) is replayed on 1, 2 and N workers
    (N = cores), from a fresh copy of the history each time: 4 independent units.
 
@@ -152,11 +153,14 @@ def main() -> None:
                                                args.torch))
         return copy
 
-    outer = fresh("outer", OUTER)
-    t_replay = replay(outer, "w_max", 1)
+    outer = {w: replay(fresh(f"outer{w}", OUTER), "w_max", w) for w in sorted({1, 2, cores})}
+    t_replay = outer[1]
     t_scratch = from_scratch(base, args, OUTER)
     print(f"outer-loop statement, 1 worker: replay {t_replay:.2f}s, from scratch "
           f"{t_scratch:.2f}s -> {t_scratch / t_replay:.1f}x faster")
+    for workers, t in outer.items():
+        print(f"outer-loop statement, {workers} worker(s): {t:.2f}s, speed-up "
+              f"{t_replay / t:.2f}x (efficiency {t_replay / t / workers:.2f})")
     times = {}
     for workers in sorted({1, 2, cores}):
         times[workers] = replay(fresh(f"inner{workers}", INNER), "g_max", workers)

@@ -111,8 +111,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     import flordb
 
     if args.command == "dataframe":
@@ -121,6 +119,8 @@ def _run(args: argparse.Namespace) -> int:
         frame = flordb.dataframe(*args.names)
         _print(frame, csv=args.csv, json=args.json)
     elif args.command == "query":
+        import pandas as pd
+
         try:
             frame = flordb.query(args.sql)
         except pd.errors.DatabaseError as exc:
