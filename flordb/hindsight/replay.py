@@ -201,10 +201,16 @@ def execute(root: Path, plan: Plan, executor: Executor | None = None,
     scratch = Path(tempfile.mkdtemp(prefix="flordb-replay-"))
     futures: dict[Future, int] = {}
     try:
-        for unit_id, (unit, run) in by_unit.items():
-            job = _job(root, conn, scratch, run, unit)
-            replays.mark_running(conn, unit_id)
-            futures[executor.submit(job)] = unit_id
+        calls = {r: (json.loads(a), c) for r, a, c in conn.execute(
+            f"SELECT run_id, argv, cwd FROM runs WHERE run_id IN"
+            f" ({','.join(str(r.run_id) for r in plan.runs)})")}
+        with ThreadPoolExecutor(max_workers=min(8, len(by_unit))) as materializing:
+            jobs = materializing.map(
+                lambda ur: _job(root, calls[ur[1].run_id], scratch, ur[1], ur[0]),
+                by_unit.values())
+            for job in jobs:  # each unit starts as soon as its directory is ready
+                replays.mark_running(conn, job.unit_id)
+                futures[executor.submit(job)] = job.unit_id
         bar = tqdm(total=len(futures), desc="replay", unit="unit", disable=not progress,
                    file=sys.stderr)
         for future in as_completed(futures):
@@ -240,13 +246,13 @@ def execute(root: Path, plan: Plan, executor: Executor | None = None,
 
 
 # --------------------------------------------------------------------- materializing a unit
-def _job(root: Path, conn, scratch: Path, run: RunPlan, unit: Directive) -> Job:
+def _job(root: Path, call: tuple[list[str], str], scratch: Path, run: RunPlan,
+         unit: Directive) -> Job:
+    """Materialize ``unit``'s directory and say how to run it (``call``: recorded argv, cwd)."""
     import git
 
     repo = git.Repo(root)
-    argv, cwd = conn.execute("SELECT argv, cwd FROM runs WHERE run_id = ?",
-                             (run.run_id,)).fetchone()
-    argv = json.loads(argv)
+    argv, cwd = call
     dest = scratch / f"unit-{unit.unit_id}"
     dest.mkdir()
     data = io.BytesIO()
