@@ -126,8 +126,8 @@ class Replayer:
         rt.flush()  # top-level values logged so far belong to the prefix
         self.phase = "main"
         self.main = fr
-        if d.stop <= d.start:
-            self.finish(rt)
+        if d.stop <= d.start and not (d.owns_suffix and d.run_suffix):
+            self.finish(rt)  # a prefix-only unit: nothing it records comes after this
         ck = None
         if d.restore_from is not None:
             ck = checkpoint.load(self.root, self.conn, d.run_id, fr.loop_id, d.restore_from)

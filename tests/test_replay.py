@@ -478,3 +478,60 @@ def test_statement_by_line(history):
         make_plan(history, ["train.py@1"])
     with pytest.raises(ValueError, match="SCRIPT@LINE"):
         make_plan(history, ["train.py@x"])
+
+
+def test_statement_after_the_loops_fast_forwards_to_the_last_checkpoint(tmp_path):
+    repo = make_repo(tmp_path / "proj")
+    history = [(V1, ("epochs=3",)), (V1, ("epochs=3", "lr=0.05"))]
+    record(repo, history, env={"FLORDB_EPSILON": "1e9"})
+    (repo / "train.py").write_text(V1 + 'flor.log("final_w", float(w.sum()))\n')
+    plan = make_plan(repo, ["final_w"])
+    assert {r.positions["final_w"] for r in plan.runs} == {A.AFTER}
+    assert all(r.strategy == "fast-forward to the last checkpoint, run the rest"
+               for r in plan.runs)
+    assert all(u.restore_from == 3 and u.start == 3 for r in plan.runs for u in r.units)
+    report = execute(repo, plan, progress=False)
+    assert report.ok, report.render()
+    assert_equal_to_scratch(repo, report, ["final_w"], tmp_path, history)
+
+
+def test_a_replay_that_died_is_cleaned_up_and_resumed(tmp_path):
+    import sqlite3
+
+    from flordb.store.db import store_dir
+
+    repo = make_repo(tmp_path / "proj")
+    history = [(V1, ("epochs=6",))]
+    record(repo, history, env={"FLORDB_EPSILON": "1e9"})
+    (repo / "train.py").write_text(V1.replace(
+        '            w -= lr * grad\n',
+        '            w -= lr * grad\n            flor.log("step_w", float(w[0]))\n'))
+    plan = make_plan(repo, ["step_w"], workers=3)
+    assert [(u.start, u.stop) for u in plan.units] == [(0, 2), (2, 4), (4, 6)]
+    report = execute(repo, plan, progress=False)
+    assert report.ok
+    # Pretend the replay's driver was killed while the middle unit ran: its values pending.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    db = sqlite3.connect(store_dir(repo) / "flor.db")
+    middle = plan.units[1].unit_id
+    db.execute("UPDATE replays SET pid = ?", (dead.pid,))
+    db.execute("UPDATE replay_units SET status = 'running' WHERE unit_id = ?", (middle,))
+    for table in ("series", "records"):
+        db.execute(f"UPDATE {table} SET source = 'pending' WHERE unit = ?", (middle,))
+    db.commit()
+    db.close()
+    frame = dataframe(repo, ["step_w"])
+    assert sorted(frame.dropna(subset=["step_w"])["epoch"].unique()) == [1, 2, 5, 6]
+    again = make_plan(repo, ["step_w"], workers=3)
+    ranges = [(u.start, u.stop) for u in again.units]
+    assert ranges[0][0] == 2 and ranges[-1][1] == 4  # only what is missing, in pieces
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    report = execute(repo, again, progress=False)
+    assert report.ok
+    conn = connect_reader(repo)
+    assert conn.execute("SELECT status, error FROM replay_units WHERE unit_id = ?",
+                        (middle,)).fetchone() == ("failed", "the replay that ran it ended first")
+    assert conn.execute("SELECT COUNT(*) FROM series WHERE source = 'pending'").fetchone()[0] == 0
+    conn.close()
+    assert_equal_to_scratch(repo, report, ["step_w"], tmp_path, history)
