@@ -535,3 +535,17 @@ def test_a_replay_that_died_is_cleaned_up_and_resumed(tmp_path):
     assert conn.execute("SELECT COUNT(*) FROM series WHERE source = 'pending'").fetchone()[0] == 0
     conn.close()
     assert_equal_to_scratch(repo, report, ["step_w"], tmp_path, history)
+
+
+def test_skipping_units_split_across_workers_equal_scratch(tmp_path):
+    repo = make_repo(tmp_path / "proj")
+    history = [(V1, ("epochs=6",))]
+    record(repo, history, env={"FLORDB_EPSILON": "1e9"})
+    (repo / "train.py").write_text(V1.replace(
+        '        flor.log("val"', '        flor.log("w1", float(w[1]))\n        flor.log("val"'))
+    plan = make_plan(repo, ["w1"], workers=3)
+    assert plan.runs[0].strategy.startswith("skip inner loops")
+    assert len(plan.units) == 3
+    report = execute(repo, plan, progress=False)
+    assert report.ok and not report.runs[0].divergences and report.runs[0].compared == 6
+    assert_equal_to_scratch(repo, report, ["w1"], tmp_path, history)
