@@ -511,15 +511,26 @@ class Runtime:
     @contextmanager
     def writing(self) -> Iterator[tuple[Any, int]]:
         """A write transaction on the store (its own connection, so any thread may use it) and
-        the current run, started if needed: lifecycle records say which run made them."""
+        the current run, started if needed: lifecycle records say which run made them.
+
+        In a replay the transaction is rolled back: the recorded run made those records, and
+        re-executing it must not make them again (or stamp its labels with a new time).
+        """
         from flordb.store.db import connect_writer, write_transaction
 
         self.ensure_run()
         run_id = self.run_id
         conn = connect_writer(self.project_root())
         try:
-            with write_transaction(conn):
-                yield conn, run_id
+            if self.replay is None:
+                with write_transaction(conn):
+                    yield conn, run_id
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn, run_id
+                finally:
+                    conn.execute("ROLLBACK")
         finally:
             conn.close()
 

@@ -549,3 +549,30 @@ def test_skipping_units_split_across_workers_equal_scratch(tmp_path):
     report = execute(repo, plan, progress=False)
     assert report.ok and not report.runs[0].divergences and report.runs[0].compared == 6
     assert_equal_to_scratch(repo, report, ["w1"], tmp_path, history)
+
+
+def test_replay_does_not_write_lifecycle_records_again(tmp_path):
+    repo = make_repo(tmp_path / "proj")
+    labeller = '''
+import flordb as flor
+topic = flor.feature("topic", record_type="doc", columns={"value": str})
+for i in flor.loop("doc", range(3)):
+    topic.add(f"d{i}", value="news")
+    flor.log("i", i)
+'''
+    record(repo, [(labeller, ())])
+    before = flor_query(repo, "SELECT record_id, run_id, created FROM feature_values")
+    (repo / "train.py").write_text(labeller.replace('    flor.log("i", i)\n',
+                                                    '    flor.log("i", i)\n    flor.log("j", -i)\n'))
+    report = execute(repo, make_plan(repo, ["j"]), progress=False)
+    assert report.ok, report.render()
+    assert dataframe(repo, ["j"])["j"].tolist() == [0, -1, -2]
+    assert flor_query(repo, "SELECT record_id, run_id, created FROM feature_values") == before
+
+
+def flor_query(repo, sql):
+    conn = connect_reader(repo)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
