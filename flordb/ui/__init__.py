@@ -267,6 +267,9 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8765) -> None:
     from werkzeug.serving import run_simple
 
     connect_reader(root).close()  # a clear error now if there is no store
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"flordb ui: serving on {host}: anyone who can reach this machine can read the "
+              "store (there is no authentication)", file=sys.stderr)
     print(f"flordb ui: http://{host}:{port}/ (read-only; Ctrl-C stops)", file=sys.stderr)
     run_simple(host, port, create_app(root), threaded=True)
 
