@@ -100,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # e.g. flordb ui on a port already in use
+        print(f"flordb: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("flordb: interrupted", file=sys.stderr)
         return 130
