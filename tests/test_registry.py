@@ -30,6 +30,9 @@ def test_best_checkpoint_by_metric_loads_the_weights_it_was_computed_from(runtim
     np.testing.assert_array_equal(target, weights[(0.2, 2)])
     flor.load_checkpoint(top.iloc[[1]], w=target)
     np.testing.assert_array_equal(target, weights[(0.1, 1)])
+    up = flor.lineage(top)  # the runs behind the two best rows
+    assert set(up.loc[up["kind"] == "run", "ref"].astype(int)) == set(top["run_id"])
+    assert flor.lineage(top.iloc[0]).loc[0, "ref"] == str(top["run_id"][0])
     worst = flor.best("acc", mode="min")
     assert worst["acc"].item() == 0.5
     with pytest.raises(RegistryError, match="no numeric value"):

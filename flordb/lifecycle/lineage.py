@@ -123,7 +123,9 @@ def _resolve(conn: "sqlite3.Connection", target: object,
         return [f"dataset:{target.ref}"]
     if isinstance(target, int):
         return [f"run:{target}"]
-    if hasattr(target, "get") and target.get("run_id") is not None:  # a row of flor.best
+    if hasattr(target, "columns") and "run_id" in target.columns:  # flor.best(...) rows
+        return [f"run:{int(r)}" for r in target["run_id"]]
+    if hasattr(target, "get") and target.get("run_id") is not None:  # one row of it
         return [f"run:{int(target['run_id'])}"]
     text = str(target)
     if f"dataset:{text}" in nodes:
