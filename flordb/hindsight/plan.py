@@ -178,6 +178,7 @@ class _Planner:
         self.skipped: list[tuple[str, str]] = []
         self.versions: dict[tuple[str, str], Version] = {}
         self.propagators: dict[str, Propagator | None] = {}
+        self.analyses: dict[tuple, A.Analysis] = {}
 
     def plan(self) -> Plan:
         runs = self._candidate_runs()
@@ -294,7 +295,11 @@ class _Planner:
                                 " GROUP BY name", (run_id,)).fetchall())
         lines = {p.name: p.old_line for p in version.placements
                  if p.name in lacking and p.old_line}
-        an = A.analyze(version.source, lines.values(), main[1] if main else None, depths)
+        key = (version.blob, tuple(lines.values()), main[1] if main else None,
+               tuple(sorted(depths.items())))
+        if key not in self.analyses:  # runs of one version share their analysis
+            self.analyses[key] = A.analyze(version.source, lines.values(), key[2], depths)
+        an = self.analyses[key]
         sites = dict(zip(lines, an.sites))
         recorded = self._recorded_names(run_id)
         timing = _Timing(c, run_id, main)
