@@ -8,7 +8,8 @@ Runs are labelled by the ``flor.arg`` values that differ between them (or by ``b
 ``x`` is an inner loop, its iterations are numbered across the enclosing loops (step 1..N over
 all epochs); when it is an outer loop and the name was logged in an inner one, each point is
 the mean over the inner iterations. A name logged outside loops gets one bar per run.
-Replayed values are drawn like recorded ones: they are the run's values.
+Replayed values are drawn like recorded ones: they are the run's values. A line with more than
+:data:`MAX_POINTS` points is drawn every k-th point.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 #: Loop columns of ``flor.dataframe`` end with this when they hold the element values.
 _VALUE = "_value"
 _IDENTITY = ("projid", "tstamp", "filename")
+#: Points drawn per line at most; a longer series is drawn every k-th point.
+MAX_POINTS = 5000
 
 
 class PlotError(ValueError):
@@ -68,7 +71,9 @@ def plot(frame: "pd.DataFrame", args: "pd.DataFrame", name: str, x: str | None =
                 points = run.sort_values(loops[:loops.index(x) + 1], kind="stable")
             xs = np.arange(1, len(points) + 1) if loops.index(x) > 0 \
                 else points[x].to_numpy(dtype=float)
-            ax.plot(xs, points[name].to_numpy(dtype=float), label=labels[tstamp], color=color,
+            ys = points[name].to_numpy(dtype=float)
+            stride = -(-len(xs) // MAX_POINTS)  # long series are thinned for drawing
+            ax.plot(xs[::stride], ys[::stride], label=labels[tstamp], color=color,
                     linewidth=1.6, marker="o" if len(points) <= 30 else None, markersize=3.5)
         outer = loops[:loops.index(x)]
         ax.set_xlabel(x + (f" (numbered across {', '.join(outer)} iterations)" if outer else "")
