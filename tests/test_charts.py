@@ -89,3 +89,12 @@ def test_cli_writes_the_png(sweep):
     proc = subprocess.run(["flordb", "plot", "loss", "--where", "nope >"], cwd=sweep,
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "where 'nope >'" in proc.stderr
+
+
+def test_long_series_are_thinned_for_drawing(runtime):
+    for step in flor.loop("step", range(12_000)):
+        flor.log("loss", float(step))
+    flor.commit()
+    (line,) = flor.plot("loss").axes[0].get_lines()
+    xs, ys = list(line.get_xdata()), list(line.get_ydata())
+    assert len(xs) == 4000 and xs[:2] == [1, 4] and ys[:2] == [0.0, 3.0]
