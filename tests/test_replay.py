@@ -576,3 +576,27 @@ def flor_query(repo, sql):
         return conn.execute(sql).fetchall()
     finally:
         conn.close()
+
+
+def test_a_loop_entered_several_times_is_replayed_in_full(tmp_path):
+    repo = make_repo(tmp_path / "proj")
+    trials = '''
+import flordb as flor
+for trial in range(2):
+    total = 0.0
+    for epoch in flor.loop("epoch", range(3)):
+        total += trial + epoch
+        flor.log("total", total)
+'''
+    history = [(trials, ())]
+    record(repo, history, env={"FLORDB_EPSILON": "1e9"})
+    (repo / "train.py").write_text(trials.replace(
+        '        flor.log("total", total)\n',
+        '        flor.log("total", total)\n        flor.log("double", 2 * total)\n'))
+    plan = make_plan(repo, ["double"])
+    assert plan.runs[0].strategy == "run everything from the start (several outermost loops)"
+    report = execute(repo, plan, progress=False)
+    assert report.ok, report.render()
+    frame = dataframe(repo, ["total", "double"])
+    assert len(frame) == 6 and (frame["double"] == 2 * frame["total"]).all()
+    assert report.runs[0].compared == 6 and not report.runs[0].divergences

@@ -353,6 +353,13 @@ class _Planner:
         reads = set().union(*(s.reads for s in sites))
         if main is None or not an.has_main_loop:
             return "run the whole script", [Directive(run_id, [], [], None, 0, 0, None)]
+        outer_loops = self.conn.execute("SELECT COUNT(*) FROM loops WHERE run_id = ? AND"
+                                        " depth = 1", (run_id,)).fetchone()[0]
+        if outer_loops > 1 and positions - {A.BEFORE}:
+            # Several outermost loop instances (a loop re-entered, or more than one loop):
+            # iterations and what follows the first one are not split; the whole run runs.
+            unit = Directive(run_id, [], [], main[0], 0, main[2] or 0, None)
+            return "run everything from the start (several outermost loops)", [unit]
         main_id, _, n = main
         n = n or 0
         ckpts = [i for i in available(self.conn, run_id, main_id, self.root) if i <= n]
