@@ -13,8 +13,9 @@ from __future__ import annotations
 import io
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from flask import Flask, Response, abort, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
@@ -32,8 +33,13 @@ def create_app(root: Path) -> Flask:
     app = Flask(__name__)
     root = Path(root)
 
-    def reader():
-        return connect_reader(root)
+    @contextmanager
+    def reader() -> Iterator[Any]:
+        conn = connect_reader(root)
+        try:
+            yield conn
+        finally:
+            conn.close()
 
     @app.errorhandler(Exception)
     def failed(exc: Exception):
@@ -50,14 +56,11 @@ def create_app(root: Path) -> Flask:
 
     @app.get("/")
     def runs():
-        conn = reader()
-        try:
+        with reader() as conn:
             rows = conn.execute(
                 "SELECT run_id, tstamp, filename, status, started, ended, n_values, snapshot"
                 " FROM runs ORDER BY run_id").fetchall()
             args = _args(conn)
-        finally:
-            conn.close()
         last_of: dict[str, int] = {}
         table = []
         for run_id, tstamp, filename, status, started, ended, n, snapshot in rows:
@@ -71,8 +74,7 @@ def create_app(root: Path) -> Flask:
 
     @app.get("/runs/<int:run_id>")
     def run(run_id: int):
-        conn = reader()
-        try:
+        with reader() as conn:
             row = conn.execute(
                 "SELECT run_id, projid, tstamp, filename, status, started, ended, argv, cwd,"
                 " snapshot, git_head, git_dirty, host, env_hash FROM runs WHERE run_id = ?",
@@ -93,8 +95,6 @@ def create_app(root: Path) -> Flask:
                 "SELECT direction, kind, ref, checksum FROM run_io WHERE run_id = ?"
                 " ORDER BY direction, kind, ref", (run_id,))]
             args = _args(conn).get(run_id, {})
-        finally:
-            conn.close()
         environment = json.loads(env[0]) if env else {}
         details = [
             ("started", run["tstamp"]), ("script", run["filename"]),
@@ -112,12 +112,9 @@ def create_app(root: Path) -> Flask:
 
     @app.get("/runs/<int:run_id>/diff")
     def diff(run_id: int):
-        conn = reader()
-        try:
+        with reader() as conn:
             rows = conn.execute("SELECT run_id, filename, snapshot FROM runs WHERE run_id <= ?"
                                 " ORDER BY run_id", (run_id,)).fetchall()
-        finally:
-            conn.close()
         this = next((r for r in rows if r[0] == run_id), None)
         if this is None or not this[2]:
             abort(404, f"run {run_id} has no code snapshot")
@@ -192,8 +189,7 @@ def create_app(root: Path) -> Flask:
 
     @app.get("/replays")
     def replays():
-        conn = reader()
-        try:
+        with reader() as conn:
             out = []
             for replay_id, names, where in conn.execute(
                     "SELECT replay_id, names, where_expr FROM replays ORDER BY replay_id DESC"
@@ -211,16 +207,13 @@ def create_app(root: Path) -> Flask:
                               (replay_id,))]
                 out.append(dict(replay_id=replay_id, names=", ".join(json.loads(names)),
                                 where_expr=where, units=units, checks=checks))
-        finally:
-            conn.close()
         return render_template("replays.html", title="Replays", replays=out)
 
     @app.get("/datasets")
     def datasets():
         import pandas as pd
 
-        conn = reader()
-        try:
+        with reader() as conn:
             listing = pd.read_sql_query(
                 "SELECT d.name, d.record_type, d.description, (SELECT COUNT(*) FROM"
                 " dataset_members m WHERE m.dataset_id = d.dataset_id) AS members"
@@ -229,8 +222,6 @@ def create_app(root: Path) -> Flask:
                 "SELECT d.name AS dataset, v.label, v.n_members, v.content_hash,"
                 " v.released_by AS run_id, v.description FROM dataset_versions v JOIN datasets d"
                 " ON d.dataset_id = v.dataset_id ORDER BY d.name, v.version_id", conn)
-        finally:
-            conn.close()
         sections = [("", _html(listing)), ("Released versions", _html(versions))] \
             if len(listing) else []
         return render_template("listing.html", title="Datasets", sections=sections,
@@ -240,8 +231,7 @@ def create_app(root: Path) -> Flask:
     def features():
         import pandas as pd
 
-        conn = reader()
-        try:
+        with reader() as conn:
             listing = pd.read_sql_query(
                 "SELECT f.name, f.record_type, f.columns, f.vocabulary, COUNT(v.record_id)"
                 " AS values_, COUNT(DISTINCT v.record_id) AS records,"
@@ -252,8 +242,6 @@ def create_app(root: Path) -> Flask:
                 "SELECT f.name AS feature, v.record_id, v.value, v.annotator, v.workflow,"
                 " v.run_id FROM feature_values v JOIN features f ON f.feature_id = v.feature_id"
                 " ORDER BY v.created DESC LIMIT ?", conn, params=(MAX_ROWS,))
-        finally:
-            conn.close()
         sections = [("", _html(listing.rename(columns={"values_": "values"}))),
                     ("Latest values", _html(recent))] if len(listing) else []
         return render_template("listing.html", title="Features", sections=sections,
