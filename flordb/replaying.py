@@ -1,7 +1,7 @@
 """Replay mode of the runtime: the child process of one replay work unit.
 
-``flordb replay`` starts a patched past version of a script with ``$FLORDB_REPLAY`` set to a
-unit id. The runtime then records nothing new about the run: it attaches to the replayed run,
+``flordb replay`` starts a patched past version of a script with ``$FLORDB_REPLAY``
+(:data:`flordb.store.replays.UNIT_ENV`) set to a unit id. The runtime then records nothing new about the run: it attaches to the replayed run,
 answers ``flor.arg`` with the recorded values, gives each loop instance its recorded
 ``loop_id`` (so new values land in the recorded context), and follows the unit's
 :class:`~flordb.store.replays.Directive`:
@@ -28,33 +28,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from flordb import checkpoint
-from flordb import values as _values
 from flordb.store import replays
 from flordb.store.db import connect_reader
+from flordb.store.executions import recorded_args
 from flordb.store.redact import REDACTED
 from flordb.store.writer import Batch, ReplayWriter
 
 if TYPE_CHECKING:
     from flordb.runtime import Frame, Runtime
 
-#: Environment variable naming the unit a replay child process runs.
-ENV = "FLORDB_REPLAY"
-
-
 class Replayer:
     """The replay state of a child process: its directive and the recorded run it fills."""
 
     def __init__(self, root: Path, unit_id: int) -> None:
         self.root = root
-        self.writer = None
         conn = self.conn = connect_reader(root)
         d = self.directive = replays.directive(conn, unit_id)
         self.writer = ReplayWriter(root, d.run_id, unit_id)
         self.keep = set(d.new_names) | set(d.compare_names)
-        self.args = {name: _values.decode(value, vtype, text) for name, value, vtype, text in
-                     conn.execute("SELECT name, value, vtype, repr FROM records WHERE run_id = ?"
-                                  " AND kind = 'arg' AND source = 'record' ORDER BY seq",
-                                  (d.run_id,))}
+        self.args = recorded_args(conn, d.run_id).get(d.run_id, {})
         self.loops: dict[tuple[int, int, str], list[int]] = defaultdict(list)
         self.top_of: dict[int, tuple[int, int]] = {}  # loop_id -> (depth-1 ancestor, its iter)
         parents: dict[int, tuple[int, int]] = {}

@@ -30,6 +30,7 @@ from flordb import checkpoint
 from flordb import state as _state
 from flordb import values as _values
 from flordb.store.redact import REDACTED, is_secret
+from flordb.store.replays import UNIT_ENV
 from flordb.store.writer import Batch
 
 #: Values per sealed chunk of one series.
@@ -86,7 +87,7 @@ class Runtime:
         self.writer = None
         self.project = None
         #: In a replay's child process: the unit it runs, and its Replayer once started.
-        self.replay_unit = os.environ.get("FLORDB_REPLAY")
+        self.replay_unit = os.environ.get(UNIT_ENV)
         self.replay = None
         self._hooks_installed = False
         self._inherited: list[Any] = []

@@ -65,6 +65,8 @@ def test_every_page_renders_and_escapes_user_strings(client):
         assert EVIL not in text, url
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in client.get("/dataframe?names=note").text
     assert "&lt;script&gt;" in client.get("/runs/1").text  # the evil name in the names list
+    metrics = client.get("/metrics?name=loss").text  # loss: per step, within epochs
+    assert '<option value="epoch"' in metrics and '<option value="step"' in metrics
     runs = client.get("/").text
     assert runs.count('<tr data-run="') == 3 and "lr=0.3" in runs
     diff = client.get("/runs/3/diff").text

@@ -25,7 +25,8 @@ import libcst as cst
 from libcst.metadata import ExpressionContext, ExpressionContextProvider, MetadataWrapper
 from libcst.metadata import PositionProvider
 
-_MODULES = ("flordb", "flor")
+from flordb.hindsight.cst_tree import FLORDB_MODULES, dotted
+
 _BUILTINS = frozenset(dir(builtins))
 _STORE = (ExpressionContext.STORE, ExpressionContext.DEL)
 #: Library functions (called on an imported module) that change their arguments in place,
@@ -114,14 +115,14 @@ class _Script:
         for node in _walk(self.module):
             if isinstance(node, (cst.Import, cst.ImportFrom)) \
                     and not isinstance(node.names, cst.ImportStar):
-                module = _dotted(node.module) if isinstance(node, cst.ImportFrom) else None
+                module = dotted(node.module) if isinstance(node, cst.ImportFrom) else None
                 for alias in node.names:
-                    bound = _dotted(alias.asname.name) if alias.asname else \
-                        _dotted(alias.name).split(".")[0]
+                    bound = dotted(alias.asname.name) if alias.asname else \
+                        dotted(alias.name).split(".")[0]
                     self.imported.add(bound)
-                    if module is None and _dotted(alias.name) in _MODULES:
+                    if module is None and dotted(alias.name) in FLORDB_MODULES:
                         self.aliases.add(bound)
-                    elif module in _MODULES:
+                    elif module in FLORDB_MODULES:
                         self.aliases.add(bound)  # flor functions imported by name
             elif isinstance(node, cst.FunctionDef):
                 self.functions.setdefault(node.name.value, node)
@@ -138,7 +139,7 @@ class _Script:
             return False
         f = node.func
         if isinstance(f, cst.Attribute):
-            return attr in (None, f.attr.value) and _dotted(f.value) in self.aliases
+            return attr in (None, f.attr.value) and dotted(f.value) in self.aliases
         return isinstance(f, cst.Name) and attr in (None, f.value) and f.value in self.aliases
 
     def loop_name(self, node: cst.CSTNode) -> str | None:
@@ -421,11 +422,3 @@ def _base(node: cst.CSTNode) -> str:
     while isinstance(node, (cst.Attribute, cst.Subscript)):
         node = node.value
     return node.value if isinstance(node, cst.Name) else ""
-
-
-def _dotted(node: cst.CSTNode | None) -> str:
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        return f"{_dotted(node.value)}.{node.attr.value}"
-    return ""

@@ -1,4 +1,5 @@
-"""libcst syntax trees as GumTree :class:`~flordb.hindsight.gumtree.Tree` nodes.
+"""libcst syntax trees as GumTree :class:`~flordb.hindsight.gumtree.Tree` nodes, and the small
+libcst helpers propagation and analysis share.
 
 Labels are libcst node class names; values are identifiers, literals and operator tokens.
 Whitespace, comments, newlines, parentheses and separators are left out, so formatting never
@@ -31,3 +32,16 @@ def to_tree(node: cst.CSTNode) -> Tree:
 def is_block(tree: Tree) -> bool:
     """Whether ``tree`` holds a statement list (a module or an indented block)."""
     return tree.label in ("Module", "IndentedBlock")
+
+
+#: The module names a script may import flordb under.
+FLORDB_MODULES = ("flordb", "flor")
+
+
+def dotted(node: cst.CSTNode | None) -> str:
+    """``a.b.c`` for a name or attribute chain, ``""`` for anything else."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        return f"{dotted(node.value)}.{node.attr.value}"
+    return ""

@@ -19,10 +19,9 @@ from typing import Iterable, Sequence
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from flordb.hindsight.cst_tree import is_block, to_tree
+from flordb.hindsight.cst_tree import FLORDB_MODULES, dotted, is_block, to_tree
 from flordb.hindsight.gumtree import Mapping, Tree, match
 
-_MODULES = ("flordb", "flor")
 _ENCLOSING = ("For", "While", "With", "FunctionDef", "If", "Try")
 
 
@@ -113,24 +112,16 @@ def _flordb_bindings(tree: Tree) -> tuple[set[str], set[str]]:
         node = t.origin
         if isinstance(node, cst.Import):
             for alias in node.names:
-                name = _dotted(alias.name)
-                if name in _MODULES:
-                    aliases.add(_dotted(alias.asname.name) if alias.asname else name)
+                name = dotted(alias.name)
+                if name in FLORDB_MODULES:
+                    aliases.add(dotted(alias.asname.name) if alias.asname else name)
         elif isinstance(node, cst.ImportFrom) and node.module is not None \
-                and _dotted(node.module) in _MODULES \
+                and dotted(node.module) in FLORDB_MODULES \
                 and not isinstance(node.names, cst.ImportStar):
             for alias in node.names:
-                if _dotted(alias.name) == "log":
-                    log_names.add(_dotted(alias.asname.name) if alias.asname else "log")
+                if dotted(alias.name) == "log":
+                    log_names.add(dotted(alias.asname.name) if alias.asname else "log")
     return aliases, log_names
-
-
-def _dotted(node: cst.BaseExpression) -> str:
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        return f"{_dotted(node.value)}.{node.attr.value}"
-    return ""
 
 
 def _log_calls(parsed: _Parsed) -> list[tuple[cst.Call, str | None]]:
@@ -143,7 +134,7 @@ def _is_log_call(parsed: _Parsed, call: cst.Call) -> bool:
     """Whether ``call`` calls ``flordb.log`` under one of the file's import names."""
     func = call.func
     if isinstance(func, cst.Attribute):
-        return func.attr.value == "log" and _dotted(func.value) in parsed.aliases
+        return func.attr.value == "log" and dotted(func.value) in parsed.aliases
     return isinstance(func, cst.Name) and func.value in parsed.log_names
 
 
@@ -274,7 +265,7 @@ def _anchor_keys(parsed: _Parsed) -> dict[tuple[str, str], Tree]:
         elif isinstance(node, cst.For) and isinstance(node.iter, cst.Call) \
                 and isinstance(node.iter.func, cst.Attribute) \
                 and node.iter.func.attr.value == "loop" \
-                and _dotted(node.iter.func.value) in parsed.aliases:
+                and dotted(node.iter.func.value) in parsed.aliases:
             name = _logged_name(node.iter)
             key = ("loop", name) if name is not None else None
         if key is not None:
@@ -484,8 +475,8 @@ def _add_import(module: cst.Module, new: _Parsed, old: _Parsed,
 
 def _binds_flordb(node: cst.Import | cst.ImportFrom) -> bool:
     if isinstance(node, cst.Import):
-        return any(_dotted(a.name) in _MODULES for a in node.names)
-    return node.module is not None and _dotted(node.module) in _MODULES
+        return any(dotted(a.name) in FLORDB_MODULES for a in node.names)
+    return node.module is not None and dotted(node.module) in FLORDB_MODULES
 
 
 class _Insert(cst.CSTTransformer):

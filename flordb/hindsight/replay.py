@@ -204,7 +204,7 @@ def execute(root: Path, plan: Plan, executor: Executor | None = None,
         calls = {r: (json.loads(a), c) for r, a, c in conn.execute(
             f"SELECT run_id, argv, cwd FROM runs WHERE run_id IN"
             f" ({','.join(str(r.run_id) for r in plan.runs)})")}
-        with ThreadPoolExecutor(max_workers=min(8, len(by_unit))) as materializing:
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(by_unit)))) as materializing:
             jobs = materializing.map(
                 lambda ur: _job(root, calls[ur[1].run_id], scratch, ur[1], ur[0]),
                 by_unit.values())
@@ -270,7 +270,8 @@ def _job(root: Path, call: tuple[list[str], str], scratch: Path, run: RunPlan,
         workdir = Path(cwd)  # the run started outside the project
     workdir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    env.update(FLORDB_REPLAY=str(unit.unit_id), FLORDB_ROOT=str(root), FLORDB_ECHO="0")
+    env.update({replays.UNIT_ENV: str(unit.unit_id), "FLORDB_ROOT": str(root),
+                "FLORDB_ECHO": "0"})
     package_dir = str(Path(__file__).resolve().parents[2])  # where flordb is importable from
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), package_dir) if p)
     return Job(unit.unit_id, [sys.executable, str(script), *argv[1:]], str(workdir), env)
@@ -280,9 +281,6 @@ def _link_missing(root: Path, dest: Path) -> None:
     """Make files of the project that the snapshot lacks reachable from ``dest``."""
     for src_dir, dirs, files in os.walk(root):
         rel = Path(src_dir).relative_to(root)
-        if rel.parts[:1] in ((".git",), (".flor",)):
-            dirs[:] = []
-            continue
         target_dir = dest / rel
         for d in list(dirs):
             if rel == Path(".") and d in (".git", ".flor"):

@@ -42,12 +42,9 @@ def best(metric: str, mode: str = "max", n: int = 1) -> "pandas.DataFrame":
     if frame.empty:
         raise RegistryError(f"no numeric value of {metric!r} was logged")
     ranked = frame.sort_values(metric, ascending=mode == "min", kind="stable").head(n)
-    keys = []
     with _rt.reading() as conn:
-        for tstamp in ranked["tstamp"]:
-            keys.append(conn.execute("SELECT run_id FROM runs WHERE tstamp = ?",
-                                     (tstamp,)).fetchone()[0])
-        ranked = ranked.assign(run_id=keys)
+        run_ids = dict(conn.execute("SELECT projid || ' ' || tstamp, run_id FROM runs"))
+        ranked = ranked.assign(run_id=(ranked["projid"] + " " + ranked["tstamp"]).map(run_ids))
         loops = [c for c in ranked.columns if c not in ("projid", "tstamp", "filename", metric,
                                                        "run_id") and not c.endswith("_value")]
         outer = loops[0] if loops else None

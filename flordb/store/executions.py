@@ -4,24 +4,36 @@ from __future__ import annotations
 
 import json
 import sqlite3
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from flordb import values as _values
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-def executions(conn: sqlite3.Connection) -> pd.DataFrame:
+
+def recorded_args(conn: sqlite3.Connection, run_id: int | None = None
+                  ) -> dict[int, dict[str, Any]]:
+    """run_id -> its ``flor.arg`` values as recorded (of one run, with ``run_id``)."""
+    where, params = ("", ()) if run_id is None else (" AND run_id = ?", (run_id,))
+    out: dict[int, dict[str, Any]] = {}
+    for run, name, value, vtype, text in conn.execute(
+            "SELECT run_id, name, value, vtype, repr FROM records WHERE kind = 'arg' AND"
+            f" source = 'record'{where} ORDER BY run_id, seq", params):
+        out.setdefault(run, {})[name] = _values.decode(value, vtype, text)
+    return out
+
+
+def executions(conn: sqlite3.Connection) -> "pd.DataFrame":
     """The ``executions`` view with ``args``, environment summary and input/output counts."""
+    import pandas as pd
+
     frame = pd.read_sql_query(
         "SELECT e.run_id, e.projid, e.tstamp, e.filename, e.status, e.started, e.ended,"
         " e.duration_s, e.argv, e.snapshot, e.git_dirty, e.env_hash, env.env, e.host"
         " FROM executions e LEFT JOIN environments env ON env.env_hash = e.env_hash"
         " ORDER BY e.run_id", conn)
-    args: dict[int, dict] = {}
-    for run, name, value, vtype, text in conn.execute(
-            "SELECT run_id, name, value, vtype, repr FROM records WHERE kind = 'arg'"
-            " AND source = 'record' ORDER BY seq"):
-        args.setdefault(run, {})[name] = _values.decode(value, vtype, text)
+    args = recorded_args(conn)
     counts: dict[tuple[int, str], int] = {}
     for run, what, n in conn.execute(
             "SELECT run_id, direction, COUNT(*) FROM run_io GROUP BY run_id, direction"

@@ -300,17 +300,14 @@ def runs_where(root: Path, where: str | None) -> pd.DataFrame:
 
 def arguments(root: Path) -> pd.DataFrame:
     """One row per run: ``tstamp`` and its ``flor.arg`` values, one column each."""
+    from flordb.store.executions import recorded_args
+
     conn = connect_reader(root)
     try:
-        rows = conn.execute(
-            "SELECT r.tstamp, a.name, a.value, a.vtype, a.repr FROM records a"
-            " JOIN runs r ON r.run_id = a.run_id WHERE a.kind = 'arg' AND a.source = 'record'"
-            " ORDER BY a.run_id, a.seq").fetchall()
-        tstamps = [t for t, in conn.execute("SELECT tstamp FROM runs ORDER BY run_id")]
+        args = recorded_args(conn)
+        runs = conn.execute("SELECT run_id, tstamp FROM runs ORDER BY run_id").fetchall()
     finally:
         conn.close()
-    per_run: dict[str, dict] = {t: {} for t in tstamps}
-    for tstamp, name, value, vtype, text in rows:
-        per_run[tstamp][name] = _values.decode(value, vtype, text)
-    return pd.DataFrame([{"tstamp": t, **a} for t, a in per_run.items()],
-                        columns=["tstamp", *dict.fromkeys(n for _, n, *_ in rows)])
+    names = dict.fromkeys(n for a in args.values() for n in a)
+    return pd.DataFrame([{"tstamp": t, **args.get(r, {})} for r, t in runs],
+                        columns=["tstamp", *names])

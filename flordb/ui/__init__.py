@@ -21,6 +21,7 @@ from flask import Flask, Response, abort, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from flordb.store.db import connect_reader
+from flordb.store.executions import recorded_args
 
 #: Filter operators of the dataframe page.
 OPS = ("==", "!=", ">", ">=", "<", "<=", "contains")
@@ -60,7 +61,7 @@ def create_app(root: Path) -> Flask:
             rows = conn.execute(
                 "SELECT run_id, tstamp, filename, status, started, ended, n_values, snapshot"
                 " FROM runs ORDER BY run_id").fetchall()
-            args = _args(conn)
+            args = recorded_args(conn)
         last_of: dict[str, int] = {}
         table = []
         for run_id, tstamp, filename, status, started, ended, n, snapshot in rows:
@@ -94,7 +95,7 @@ def create_app(root: Path) -> Flask:
             ios = [dict(direction=d, kind=k, ref=r, checksum=c) for d, k, r, c in conn.execute(
                 "SELECT direction, kind, ref, checksum FROM run_io WHERE run_id = ?"
                 " ORDER BY direction, kind, ref", (run_id,))]
-            args = _args(conn).get(run_id, {})
+            args = recorded_args(conn, run_id).get(run_id, {})
         environment = json.loads(env[0]) if env else {}
         details = [
             ("started", run["tstamp"]), ("script", run["filename"]),
@@ -262,17 +263,6 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8765) -> None:
     run_simple(host, port, create_app(root), threaded=True)
 
 
-def _args(conn) -> dict[int, dict[str, Any]]:
-    from flordb import values as _values
-
-    out: dict[int, dict[str, Any]] = {}
-    for run, name, value, vtype, text in conn.execute(
-            "SELECT run_id, name, value, vtype, repr FROM records WHERE kind = 'arg' AND"
-            " source = 'record' ORDER BY run_id, seq"):
-        out.setdefault(run, {})[name] = _values.decode(value, vtype, text)
-    return out
-
-
 def _metric_choices(root: Path) -> tuple[list[str], dict[str, list[str]], list[tuple[str, str]]]:
     """Numeric names logged in loops, the loops of each, and (tstamp, label) of every run."""
     from flordb.charts import run_labels
@@ -283,14 +273,18 @@ def _metric_choices(root: Path) -> tuple[list[str], dict[str, list[str]], list[t
         names = [n for n, in conn.execute(
             "SELECT DISTINCT name FROM series WHERE source IN ('record', 'replay')"
             " ORDER BY name")]
-        loops: dict[str, list[str]] = {}
-        for name, loop in conn.execute(
-                "SELECT DISTINCT s.name, l.name FROM series s JOIN loops l ON l.run_id ="
-                " s.run_id AND l.loop_id = s.loop_id ORDER BY l.depth"):
-            loops.setdefault(name, [])
-            # the loop holding the values and the loops around it
-            if loop not in loops[name]:
-                loops[name].append(loop)
+        parent: dict[tuple[int, int], tuple[int, str, int]] = {
+            (r, l): (p, n, d) for r, l, p, n, d in conn.execute(
+                "SELECT run_id, loop_id, parent_id, name, depth FROM loops")}
+        found: dict[str, dict[str, int]] = {}  # name -> loop -> depth
+        for name, run, loop_id in conn.execute(
+                "SELECT DISTINCT name, run_id, loop_id FROM series WHERE loop_id > 0"):
+            key: tuple[int, int] | None = (run, loop_id)
+            while key in parent:  # the loop holding the values and the loops around it
+                up, loop, depth = parent[key]
+                found.setdefault(name, {})[loop] = depth
+                key = (run, up) if up else None
+        loops = {n: sorted(ls, key=ls.__getitem__) for n, ls in found.items()}
         tstamps = [t for t, in conn.execute("SELECT tstamp FROM runs ORDER BY run_id")]
     finally:
         conn.close()
