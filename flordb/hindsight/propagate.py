@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from flordb.hindsight import bindings
 from flordb.hindsight.cst_tree import FLORDB_MODULES, dotted, is_block, to_tree
 from flordb.hindsight.gumtree import Mapping, Tree, match
 
@@ -285,58 +286,163 @@ def _place(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatement
            ) -> tuple[cst.CSTNode, int, cst.BaseStatement | None, bool]:
     """``(old block node, index, statement or None if already present, replace?)``.
 
-    When the statement is an old statement with a ``flor.log`` wrapped around part of it,
-    it replaces that statement instead of being inserted beside it.
+    The target block is the image of the statement's own block (through the compound
+    statement that owns it); the position among that block's statements comes from both
+    neighbours, each lifted to its ancestor in the target block, so a wrapper ``if/with/try``
+    that one version has around a neighbour is stepped over, never entered. When the old
+    version has statements of its own between the neighbours, structure decides or the
+    statement is reported. A statement that old one wraps in a ``flor.log`` replaces it.
     """
     s_tree = new.nodes[id(stmt)]
     block_new = s_tree.parent
-    pos = block_new.children.index(s_tree)
-    block_image = mapping.dst(block_new)
-    anchor_block, index = None, None
-    for sibling in reversed(block_new.children[:pos]):
-        image = mapping.dst(sibling)
-        if image is None or image.parent is None or not is_block(image.parent):
-            continue
-        if block_image is not None and image.parent is not block_image:
-            raise _Unplaceable(
-                f"its preceding statement and its block map to different places in the old "
-                f"version (lines {old.line(image.origin)} and "
-                f"{old.line(block_image.origin)})")
-        anchor_block, index = image.parent, image.parent.children.index(image) + 1
-        break
-    if anchor_block is None:
-        if block_image is None or not is_block(block_image):
-            raise _Unplaceable("neither a preceding statement nor its enclosing block has a "
-                               "counterpart in the old version")
-        anchor_block, index = block_image, 0
-        if any(not _is_log_statement(new, t) for t in block_new.children[:pos]):
-            # Code without a counterpart precedes it: the head of the block would put it
-            # before that code's replacement, so go before the next statement that maps.
-            following = [mapping.dst(t) for t in block_new.children[pos + 1:]]
-            image = next((i for i in following if i is not None and i.parent is block_image),
-                         None)
-            if image is None:
-                raise _Unplaceable("the statements before it have no counterpart in the old "
-                                   "version, nor do those after it")
-            index = block_image.children.index(image)
-    _check_enclosing(new, old, mapping, block_new, anchor_block)
-    patched = _rename(new, old, mapping, stmt, s_tree)
+    target = _target_block(new, old, mapping, block_new)
+    _check_enclosing(new, old, mapping, block_new, target)
+    patched, renames = _rename(new, old, mapping, stmt, s_tree)
     patched = patched.with_changes(leading_lines=[])
     digest = to_tree(patched).digest  # formatting and comments do not count
-    image = mapping.dst(s_tree)
-    for i, candidate in enumerate(anchor_block.children):
+    for i, candidate in enumerate(target.children):
         if candidate.digest == digest:
-            return anchor_block.origin, i, None, False
-    if image is not None and image.parent is anchor_block:
-        at = anchor_block.children.index(image)
+            return target.origin, i, None, False
+    image = mapping.dst(s_tree)
+    if image is not None and image.parent is target:
+        at = target.children.index(image)
         old_names = {n for c, n in _log_calls_in(old, image)}
         new_names = {n for c, n in _log_calls_in(new, s_tree)}
         if new_names and new_names <= old_names:
-            return anchor_block.origin, at, None, False
+            return target.origin, at, None, False
         if to_tree(patched.visit(_Unwrap(new))).digest == image.digest:
-            return anchor_block.origin, at, patched.with_changes(
+            return target.origin, at, patched.with_changes(
                 leading_lines=image.origin.leading_lines), True
-    return anchor_block.origin, index, patched, False
+    read = bindings.reads(s_tree, _variables(s_tree)) - new.aliases - new.log_names
+    clash = sorted((bindings.statement_binds(s_tree) - read) & {t.value for t in old.variables})
+    if clash:
+        raise _Unplaceable(f"it assigns {', '.join(clash)}, which the old version already uses "
+                           f"for something else")
+    index = _position(new, old, mapping, s_tree, target, read)
+    _check_def_use(new, old, s_tree, target, index, read, renames)
+    return target.origin, index, patched, False
+
+
+def _target_block(new: _Parsed, old: _Parsed, mapping: Mapping, block_new: Tree) -> Tree:
+    """The old block that corresponds to ``block_new``: the same block of the image of the
+    compound statement that owns it (a loop's body maps to that loop's body even where the
+    old version wraps its contents in an ``if``)."""
+    owner = block_new.parent
+    if owner is None:
+        return old.tree
+    image = mapping.dst(owner)
+    if image is not None and image.label == owner.label:
+        k = [c for c in owner.children if is_block(c)].index(block_new)
+        blocks = [c for c in image.children if is_block(c)]
+        if k < len(blocks):
+            return blocks[k]
+    image = mapping.dst(block_new)
+    if image is not None and is_block(image) and image.parent is not None \
+            and image.parent.label == owner.label:
+        return image
+    raise _Unplaceable(f"its enclosing {owner.label.lower()} (new line "
+                       f"{new.line(owner.origin)}) has no counterpart in the old version")
+
+
+def _lift(mapping: Mapping, sibling: Tree, target: Tree) -> int | None:
+    """Index in ``target`` of the ancestor of ``sibling``'s image that is a direct child of
+    ``target``; None when it has no image there."""
+    node = mapping.dst(sibling)
+    while node is not None and node.parent is not target:
+        node = node.parent
+    return None if node is None else target.children.index(node)
+
+
+def _position(new: _Parsed, old: _Parsed, mapping: Mapping, s_tree: Tree, target: Tree,
+              read: set[str]) -> int:
+    """Where in ``target`` the statement goes, from both neighbours (see :func:`_place`)."""
+    siblings = s_tree.parent.children
+    pos = siblings.index(s_tree)
+    code = [not _is_log_statement(new, t) for t in siblings]
+    before = after = None
+    for j in range(pos - 1, -1, -1):
+        if (at := _lift(mapping, siblings[j], target)) is not None:
+            before = (j, at)
+            break
+    for j in range(pos + 1, len(siblings)):
+        if (at := _lift(mapping, siblings[j], target)) is not None:
+            after = (j, at)
+            break
+    lo = before[1] + 1 if before else 0
+    hi = after[1] if after else len(target.children)
+    if before and after and before[1] == after[1]:
+        wrapper = target.children[before[1]]
+        raise _Unplaceable(
+            f"the statements before and after it both map into the {wrapper.label.lower()} "
+            f"at old line {old.line(wrapper.origin)}, which this version does not have "
+            f"around them")
+    if lo > hi:
+        raise _Unplaceable(
+            f"the statements before and after it are in the opposite order in the old "
+            f"version (old lines {old.line(target.children[before[1]].origin)} and "
+            f"{old.line(target.children[after[1]].origin)})")
+    if lo == hi:
+        return lo
+    # Old statements without a counterpart stand between the neighbours.
+    new_before = [t for t, c in zip(siblings[before[0] + 1 if before else 0:pos],
+                                    code[before[0] + 1 if before else 0:pos]) if c]
+    new_after = [t for t, c in zip(siblings[pos + 1:after[0] if after else None],
+                                   code[pos + 1:after[0] if after else None]) if c]
+    between = target.children[lo:hi]
+    if not new_before and before is None:
+        return lo  # first in its block in the new version: first in the old one
+    if new_before and not new_after:
+        return hi  # the old statements stand where the new version has the ones before it
+    if new_after and not new_before:
+        return lo
+    if not new_before and not new_after:
+        touched = set().union(*(bindings.touches(t) for t in between))
+        if not touched & read:
+            return lo  # the old-only statements do not affect what it reads
+        raise _Unplaceable(
+            f"old lines {old.line(between[0].origin)}-{old.end_line(between[-1].origin)}, "
+            f"which the new version does not have, stand between its neighbours and change "
+            f"{', '.join(sorted(touched & read))}, which it reads")
+    at = _split(new_before, new_after, between)
+    if at is None:
+        raise _Unplaceable(
+            f"old lines {old.line(between[0].origin)}-{old.end_line(between[-1].origin)} "
+            f"stand between its neighbours and match neither the new statements before it "
+            f"nor those after it better")
+    return lo + at
+
+
+def _split(before: list[Tree], after: list[Tree], between: list[Tree]) -> int | None:
+    """The split of ``between`` into a part like ``before`` and a part like ``after`` that
+    fits best by the identifiers they use; None when two splits fit equally well."""
+    def words(t: Tree) -> set[str]:
+        return {n.value for n in t.preorder() if n.value is not None} | {t.label}
+
+    def likeness(t: Tree, group: list[Tree]) -> float:
+        w = words(t)
+        return max(len(w & words(g)) / len(w | words(g)) for g in group)
+
+    scores = [sum(likeness(t, before) for t in between[:k])
+              + sum(likeness(t, after) for t in between[k:]) for k in range(len(between) + 1)]
+    best = max(scores)
+    return scores.index(best) if scores.count(best) == 1 else None
+
+
+def _check_def_use(new: _Parsed, old: _Parsed, s_tree: Tree, target: Tree, index: int,
+                   read: set[str], renames: dict[str, str]) -> None:
+    """Every name the statement reads that its new place has bound must be bound at the old
+    place too (an after-the-loop statement reading ``loss`` cannot go before the loop)."""
+    bound_new, _ = bindings.bound_before(s_tree.parent, s_tree.parent.children.index(s_tree))
+    bound_old, _ = bindings.bound_before(target, index)
+    missing = sorted(renames.get(n, n) for n in read
+                     if n in bound_new and renames.get(n, n) not in bound_old)
+    if missing:
+        near = target.children[index - 1] if index else target
+        raise _Unplaceable(
+            f"it reads {', '.join(missing)}, which the old version has not bound at its place "
+            f"(after old line {old.end_line(near.origin)})" if index else
+            f"it reads {', '.join(missing)}, which the old version has not bound at the head "
+            f"of the block at old line {old.line(target.origin)}")
 
 
 def _is_log_statement(parsed: _Parsed, tree: Tree) -> bool:
@@ -396,21 +502,13 @@ def _variables(tree: Tree) -> list[Tree]:
     return out
 
 
-def _bound_inside(tree: Tree) -> set[str]:
-    bound = set()
-    for t in tree.preorder():
-        if isinstance(t.origin, cst.CompFor):
-            bound.update(n.value for n in to_tree(t.origin.target).preorder()
-                         if n.label == "Name")
-        if isinstance(t.origin, cst.Param):
-            bound.add(t.origin.name.value)
-    return bound
-
-
 def _rename(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatement,
-            s_tree: Tree) -> cst.BaseStatement:
-    """``stmt`` with each variable renamed to what the mapping says the old version calls it."""
-    skip = new.aliases | new.log_names | _bound_inside(s_tree)
+            s_tree: Tree) -> tuple[cst.BaseStatement, dict[str, str]]:
+    """``stmt`` with each variable it reads renamed to what the mapping says the old version
+    calls it, and the renames. Names the statement itself binds are new by definition and keep
+    their names, unless the old version already uses that name for something else."""
+    own = bindings.statement_binds(s_tree) - bindings.reads(s_tree, _variables(s_tree))
+    skip = new.aliases | new.log_names | bindings.inner_names(s_tree) | own
     inside = {id(t) for t in s_tree.preorder()}
     scope = next((a for a in s_tree.ancestors() if a.label in ("FunctionDef", "Lambda")),
                  new.tree)
@@ -436,7 +534,7 @@ def _rename(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatemen
             raise _Unplaceable(f"variable {name!r} has no counterpart in the old version")
     renames = {k: v for k, v in renames.items() if k != v}
     if not renames:
-        return stmt
+        return stmt, renames
     targets = {id(t.origin) for t in _variables(s_tree) if t.value in renames}
 
     class Renamer(cst.CSTTransformer):
@@ -445,7 +543,7 @@ def _rename(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatemen
                 return updated.with_changes(value=renames[original.value])
             return updated
 
-    return stmt.visit(Renamer())
+    return stmt.visit(Renamer()), renames
 
 
 def _add_import(module: cst.Module, new: _Parsed, old: _Parsed,
