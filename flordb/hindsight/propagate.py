@@ -24,6 +24,9 @@ from flordb.hindsight.cst_tree import FLORDB_MODULES, dotted, is_block, to_tree
 from flordb.hindsight.gumtree import Mapping, Tree, match
 
 _ENCLOSING = ("For", "While", "With", "FunctionDef", "If", "Try")
+#: Compound statements that run their block at most once: a statement found in one that the
+#: old version lacks may go where the old version has its neighbours.
+_WRAPPERS = ("If", "Else", "With", "Try", "Finally")
 
 
 class ParseError(ValueError):
@@ -87,6 +90,37 @@ class _Parsed:
     @cached_property
     def log_calls(self) -> list[tuple[cst.Call, str | None]]:
         return _log_calls(self)
+
+    @cached_property
+    def functions(self) -> dict[str, Tree]:
+        """Functions of the file by name (names defined once only)."""
+        defs = Counter(t.origin.name.value for t in self.tree.preorder()
+                       if isinstance(t.origin, cst.FunctionDef))
+        return {t.origin.name.value: t for t in self.tree.preorder()
+                if isinstance(t.origin, cst.FunctionDef) and defs[t.origin.name.value] == 1}
+
+    def runs_loop(self, tree: Tree) -> bool:
+        """Whether ``tree`` holds a loop, or calls a function of the file that does."""
+        for t in tree.preorder():
+            if t.label in ("For", "While"):
+                return True
+            if isinstance(t.origin, cst.Call) and isinstance(t.origin.func, cst.Name):
+                fn = self.functions.get(t.origin.func.value)
+                if fn is not None and fn is not tree and not fn.contains(tree) and any(
+                        x.label in ("For", "While") for x in fn.preorder()):
+                    return True
+        return False
+
+    def words(self, tree: Tree) -> set[str]:
+        """The identifiers and literals of ``tree``, and of the bodies of the file's functions
+        it calls (one level deep)."""
+        out = {t.value for t in tree.preorder() if t.value is not None} | {tree.label}
+        for t in tree.preorder():
+            if isinstance(t.origin, cst.Call) and isinstance(t.origin.func, cst.Name):
+                fn = self.functions.get(t.origin.func.value)
+                if fn is not None and not fn.contains(tree) and fn is not tree:
+                    out |= {x.value for x in fn.preorder() if x.value is not None}
+        return out
 
     def end_line(self, node: cst.CSTNode) -> int:
         self.line(node)
@@ -263,6 +297,12 @@ def _anchor_keys(parsed: _Parsed) -> dict[tuple[str, str], Tree]:
         key = None
         if isinstance(node, cst.FunctionDef):
             key = ("def", node.name.value)
+        elif isinstance(node, cst.For):
+            # A loop keeps its variable far more often than its iterable or body.
+            key = ("for", _scope_name(t), _EMPTY.code_for_node(node.target))
+        elif isinstance(node, cst.With):
+            key = ("with", _scope_name(t), "".join(
+                _EMPTY.code_for_node(item.item) for item in node.items).replace(" ", ""))
         elif isinstance(node, cst.For) and isinstance(node.iter, cst.Call) \
                 and isinstance(node.iter.func, cst.Attribute) \
                 and node.iter.func.attr.value == "loop" \
@@ -271,11 +311,23 @@ def _anchor_keys(parsed: _Parsed) -> dict[tuple[str, str], Tree]:
             key = ("loop", name) if name is not None else None
         if key is not None:
             found.setdefault(key, []).append(t)
+            if key[0] == "loop":  # a flor.loop is also a plain loop: never anchored twice
+                found.setdefault(("for", _scope_name(t), _EMPTY.code_for_node(node.target)),
+                                 []).append(t)
     for call, name in parsed.log_calls:
         stmt = _statement_of(parsed, call)
         if name is not None and stmt is not None:
             found.setdefault(("log", name), []).append(parsed.nodes[id(stmt)])
     return {k: ts[0] for k, ts in found.items() if len(ts) == 1}
+
+
+_EMPTY = cst.Module(body=[])
+
+
+def _scope_name(t: Tree) -> str:
+    """The name of the function around ``t`` ("" at module level)."""
+    return next((a.origin.name.value for a in t.ancestors()
+                 if isinstance(a.origin, cst.FunctionDef)), "")
 
 
 class _Unplaceable(Exception):
@@ -324,24 +376,50 @@ def _place(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatement
 
 
 def _target_block(new: _Parsed, old: _Parsed, mapping: Mapping, block_new: Tree) -> Tree:
-    """The old block that corresponds to ``block_new``: the same block of the image of the
-    compound statement that owns it (a loop's body maps to that loop's body even where the
+    """The old block that corresponds to ``block_new``: the same block of the counterpart of
+    the compound statement that owns it (a loop's body maps to that loop's body even where the
     old version wraps its contents in an ``if``)."""
-    owner = block_new.parent
-    if owner is None:
+    if block_new.parent is None:
         return old.tree
-    image = mapping.dst(owner)
-    if image is not None and image.label == owner.label:
-        k = [c for c in owner.children if is_block(c)].index(block_new)
-        blocks = [c for c in image.children if is_block(c)]
-        if k < len(blocks):
-            return blocks[k]
+    image = _counterpart(mapping, block_new, old.tree)
+    if image is not None:
+        return image
     image = mapping.dst(block_new)
+    owner = block_new.parent
     if image is not None and is_block(image) and image.parent is not None \
             and image.parent.label == owner.label:
         return image
+    if owner.label in _WRAPPERS:
+        # A wrapper the old version lacks: where the old version has the statements around
+        # the statement, if they all sit in one block, is where it goes.
+        parents = {id(i.parent): i.parent for c in block_new.children
+                   if (i := mapping.dst(c)) is not None and i.parent is not None}
+        if len(parents) == 1:
+            (only,) = parents.values()
+            if is_block(only):
+                return only
     raise _Unplaceable(f"its enclosing {owner.label.lower()} (new line "
                        f"{new.line(owner.origin)}) has no counterpart in the old version")
+
+
+def _counterpart(mapping: Mapping, node: Tree, old_root: Tree) -> Tree | None:
+    """The old node that plays ``node``'s part: its image when it has one of the same kind;
+    else, for a part of a compound statement (its body, its ``else``), the same part of the
+    counterpart of that statement. Statements in a block need an image of their own."""
+    image = mapping.dst(node)
+    if image is not None and image.label == node.label:
+        return image
+    parent = node.parent
+    if parent is None:
+        return old_root
+    if is_block(parent):
+        return None
+    owner = _counterpart(mapping, parent, old_root)
+    if owner is None:
+        return None
+    mine = [c for c in parent.children if c.label == node.label]
+    theirs = [c for c in owner.children if c.label == node.label]
+    return theirs[mine.index(node)] if len(mine) == len(theirs) else None
 
 
 def _lift(mapping: Mapping, sibling: Tree, target: Tree) -> int | None:
@@ -370,6 +448,10 @@ def _position(new: _Parsed, old: _Parsed, mapping: Mapping, s_tree: Tree, target
             break
     lo = before[1] + 1 if before else 0
     hi = after[1] if after else len(target.children)
+    new_before = [t for t, c in zip(siblings[before[0] + 1 if before else 0:pos],
+                                    code[before[0] + 1 if before else 0:pos]) if c]
+    new_after = [t for t, c in zip(siblings[pos + 1:after[0] if after else None],
+                                   code[pos + 1:after[0] if after else None]) if c]
     if before and after and before[1] == after[1]:
         wrapper = target.children[before[1]]
         raise _Unplaceable(
@@ -382,28 +464,32 @@ def _position(new: _Parsed, old: _Parsed, mapping: Mapping, s_tree: Tree, target
             f"version (old lines {old.line(target.children[before[1]].origin)} and "
             f"{old.line(target.children[after[1]].origin)})")
     if lo == hi:
-        return lo
+        return _after_loops_too(new, old, new_before, target.children[lo:lo], lo)
     # Old statements without a counterpart stand between the neighbours.
-    new_before = [t for t, c in zip(siblings[before[0] + 1 if before else 0:pos],
-                                    code[before[0] + 1 if before else 0:pos]) if c]
-    new_after = [t for t, c in zip(siblings[pos + 1:after[0] if after else None],
-                                   code[pos + 1:after[0] if after else None]) if c]
     between = target.children[lo:hi]
     if not new_before and before is None:
         return lo  # first in its block in the new version: first in the old one
     if new_before and not new_after:
-        return hi  # the old statements stand where the new version has the ones before it
+        # The old statements stand where the new version has the ones before it.
+        return _after_loops_too(new, old, new_before, between, hi)
     if new_after and not new_before:
         return lo
     if not new_before and not new_after:
         touched = set().union(*(bindings.touches(t) for t in between))
         if not touched & read:
-            return lo  # the old-only statements do not affect what it reads
+            # The old-only statements do not affect what it reads: keep it next to the
+            # neighbour that runs a loop (before a loop, or after one), else after the first.
+            if after and new.runs_loop(siblings[after[0]]) and not (
+                    before and new.runs_loop(siblings[before[0]])):
+                return hi
+            return lo
         raise _Unplaceable(
             f"old lines {old.line(between[0].origin)}-{old.end_line(between[-1].origin)}, "
             f"which the new version does not have, stand between its neighbours and change "
             f"{', '.join(sorted(touched & read))}, which it reads")
-    at = _split(new_before, new_after, between)
+    at = _split(new, old, new_before, new_after, between)
+    if at is not None:
+        _after_loops_too(new, old, new_before, between[:at], lo + at)
     if at is None:
         raise _Unplaceable(
             f"old lines {old.line(between[0].origin)}-{old.end_line(between[-1].origin)} "
@@ -412,15 +498,28 @@ def _position(new: _Parsed, old: _Parsed, mapping: Mapping, s_tree: Tree, target
     return lo + at
 
 
-def _split(before: list[Tree], after: list[Tree], between: list[Tree]) -> int | None:
-    """The split of ``between`` into a part like ``before`` and a part like ``after`` that
-    fits best by the identifiers they use; None when two splits fit equally well."""
-    def words(t: Tree) -> set[str]:
-        return {n.value for n in t.preorder() if n.value is not None} | {t.label}
+def _after_loops_too(new: _Parsed, old: _Parsed, new_before: list[Tree],
+                     old_before: list[Tree], index: int) -> int:
+    """``index``, unless the new code before the statement (without counterpart) runs a loop
+    and the old code it would follow runs none: the statement reads what that loop computed,
+    and the old version has nothing in its place."""
+    looping = [t for t in new_before if new.runs_loop(t)]
+    if looping and not any(old.runs_loop(t) for t in old_before):
+        raise _Unplaceable(
+            f"the loop at new line {new.line(looping[-1].origin)} before it has no "
+            f"counterpart before its place in the old version")
+    return index
 
+
+def _split(new: _Parsed, old: _Parsed, before: list[Tree], after: list[Tree],
+           between: list[Tree]) -> int | None:
+    """The split of ``between`` into a part like ``before`` and a part like ``after`` that
+    fits best by the identifiers they use, a call counting with the body of the function of
+    the file it calls (an inlined loop is like the call that replaced it); None when two
+    splits fit equally well."""
     def likeness(t: Tree, group: list[Tree]) -> float:
-        w = words(t)
-        return max(len(w & words(g)) / len(w | words(g)) for g in group)
+        w = old.words(t)
+        return max(len(w & new.words(g)) / len(w | new.words(g)) for g in group)
 
     scores = [sum(likeness(t, before) for t in between[:k])
               + sum(likeness(t, after) for t in between[k:]) for k in range(len(between) + 1)]
@@ -515,12 +614,18 @@ def _rename(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatemen
     occurrences: dict[str, Counter] = {}
     in_scope = new.variables if scope is new.tree else \
         [t for t in new.variables if scope.contains(t)]
+    sources: dict[str, Counter] = {}  # old name -> the new names mapped to it
     for t in in_scope:
         if id(t) in inside or t.value in skip:
             continue
         image = mapping.dst(t)
         if image is not None and image.label == "Name":
             occurrences.setdefault(t.value, Counter())[image.value] += 1
+            sources.setdefault(image.value, Counter())[t.value] += 1
+    # A rename holds only both ways: the old name must stand mostly for this new name.
+    occurrences = {n: Counter({o: k for o, k in votes.items()
+                               if sources[o].most_common(1)[0][0] == n})
+                   for n, votes in occurrences.items()}
     old_names = {t.value for t in old.variables}
     renames = {}
     for t in _variables(s_tree):
@@ -554,8 +659,10 @@ def _add_import(module: cst.Module, new: _Parsed, old: _Parsed,
         used |= {t.value for t in _variables(to_tree(stmt))} & (new.aliases | new.log_names)
     if not used or used <= (old.aliases | old.log_names):
         return module
+    missing = used - old.aliases - old.log_names
     imports = [s for s in new.module.body if isinstance(s, cst.SimpleStatementLine) and any(
-        isinstance(x, (cst.Import, cst.ImportFrom)) and _binds_flordb(x) for x in s.body)]
+        isinstance(x, (cst.Import, cst.ImportFrom)) and _binds_flordb(x)
+        and bindings.binds(to_tree(x)) & missing for x in s.body)]
     if not imports:
         return module
     body = list(module.body)
