@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
 
 from flordb import kwargs as _kwargs
 from flordb import notebook as _notebook
+from flordb import utils
 from flordb.runtime import CHUNK as _CHUNK
 from flordb.runtime import RUNTIME as _rt
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from flordb.lifecycle.datasets import Dataset
     from flordb.lifecycle.features import Feature
 
-__all__ = ["log", "arg", "loop", "checkpointing", "set_epsilon", "commit", "dataframe",
+__all__ = ["log", "arg", "loop", "iteration", "checkpointing", "set_epsilon", "commit", "dataframe",
            "query", "replay", "input", "output", "executions", "dataset", "datasets", "feature",
            "lineage", "derived", "best", "load_checkpoint", "feature_store", "training_data",
            "plot"]
@@ -100,6 +101,29 @@ def loop(name: str, iterable: Iterable[T]) -> Iterator[T]:
 
 
 @contextmanager
+def iteration(name: str, idx: Any, value: Any) -> Iterator[None]:
+    """One iteration of a loop context ``name`` whose element is ``str(value)``, as a block:
+    what the block logs carries that context, exactly like one pass of :func:`loop` (so
+    checkpoints of enrolled objects are taken at its end). For FlorDB scripts' request
+    handlers: ``with flor.iteration("document", None, name): ...``. ``idx`` is accepted for
+    compatibility; the ``<name>`` column counts the context's passes, as with :func:`loop`.
+    """
+    passes = _rt.loop(name, [str(value)])
+    entered = next(passes, _SKIPPED) is not _SKIPPED
+    try:
+        yield
+    except BaseException:
+        passes.close()
+        raise
+    if entered:
+        for _ in passes:
+            pass
+
+
+_SKIPPED = object()
+
+
+@contextmanager
 def checkpointing(**objects: Any) -> Iterator[None]:
     """Enroll ``objects`` (torch modules/optimizers, arrays, frames, picklables) for checkpoints.
 
@@ -135,15 +159,19 @@ def commit() -> None:
 def dataframe(*names: str) -> "pandas.DataFrame":
     """Logged values as a DataFrame: one row per run and loop context where a name was logged.
 
-    Columns: ``projid, tstamp, filename``, then ``<loop>, <loop>_value`` per loop (outermost
+    Columns: ``projid, tstamp`` (a pandas datetime), ``filename``, then ``<loop>, <loop>_value`` per loop (outermost
     first; ``<loop>`` counts iterations from 1), then ``names`` in order. Top-level values
     (``flor.arg`` and logs outside loops) fill every row of their run. With no names: one row
     per run with its top-level values.
     """
+    import pandas as pd
+
     from flordb.store import frames
 
     _rt.flush()
-    return frames.dataframe(_rt.project_root(), names)
+    frame = frames.dataframe(_rt.project_root(), names)
+    frame["tstamp"] = pd.to_datetime(frame["tstamp"])
+    return frame
 
 
 def query(sql: str, params: Iterable[Any] = ()) -> "pandas.DataFrame":
@@ -185,8 +213,11 @@ def plot(name: str, x: str | None = None, by: Iterable[str] | None = None,
     from flordb import charts
     from flordb.store.frames import arguments, runs_where
 
-    frame = dataframe(name)
+    from flordb.store.frames import dataframe as _frame
+
+    _rt.flush()
     root = _rt.project_root()
+    frame = _frame(root, [name])
     keep = set(runs_where(root, where)["tstamp"]) if where else None
     if runs is not None:
         keep = set(runs) if keep is None else keep & set(runs)
@@ -281,3 +312,25 @@ def training_data(version: Any, features: Iterable[str] = (), label: str | None 
     from flordb.lifecycle.registry import training_data as _training_data
 
     return _training_data(version, list(features), label, how)
+
+
+# --------------------------------------------------------------------- FlorDB's constants
+def __getattr__(name: str) -> Any:
+    """``flor.HOMEDIR`` (``~/.flor``, created on first use; ``$FLORDB_HOME`` overrides it),
+    ``flor.PROJID`` (the project's name), ``flor.CURRDIR`` (its root) and ``flor.SCRIPTNAME``
+    (the running script's file name), as scripts written for FlorDB read them."""
+    if name == "HOMEDIR":
+        import os
+        from pathlib import Path
+
+        home = Path(os.environ.get("FLORDB_HOME") or Path.home() / ".flor")
+        home.mkdir(parents=True, exist_ok=True)
+        return str(home)
+    if name in ("PROJID", "CURRDIR"):
+        _rt.project_root()
+        return _rt.project.projid if name == "PROJID" else str(_rt.project.root)
+    if name == "SCRIPTNAME":
+        import os
+
+        return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    raise AttributeError(f"module 'flordb' has no attribute {name!r}")

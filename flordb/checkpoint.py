@@ -23,6 +23,8 @@ iteration ``i`` (0-based): after ``i`` iterations completed.
 
 from __future__ import annotations
 
+from flordb import settings
+
 import math
 import os
 import queue
@@ -38,7 +40,7 @@ from flordb import state as _state
 from flordb.store import objects
 from flordb.store.db import connect_writer, store_dir, write_transaction
 
-DEFAULT_EPSILON = 1 / 15
+DEFAULT_EPSILON = settings.NUMBERS["FLORDB_EPSILON"][0]
 #: Copy throughput assumed for the first estimate of a checkpoint's cost (bytes per second).
 _ASSUMED_COPY_BPS = 5e8
 #: Captures at least this large are written by the writer thread; smaller ones are written on
@@ -48,7 +50,7 @@ BACKGROUND_MIN_BYTES = 4 << 20
 
 
 def default_epsilon() -> float:
-    return float(os.environ.get("FLORDB_EPSILON", DEFAULT_EPSILON))
+    return settings.number("FLORDB_EPSILON")
 
 
 @dataclass

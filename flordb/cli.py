@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from flordb.errors import FlorError
+
 import argparse
 import sqlite3
 import sys
@@ -89,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except UsageError as exc:
+    except (UsageError, FlorError) as exc:
         print(f"flordb: error: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from flordb import checkpoint
+from flordb import checkpoint, settings
 from flordb import state as _state
 from flordb import values as _values
 from flordb.store.redact import REDACTED, is_secret
@@ -80,7 +80,7 @@ class Runtime:
         self.kwargs: dict[str, str] = {}
         self.kwargs_read: set[str] = set()
         self.echo = os.environ.get("FLORDB_ECHO", "1") != "0"
-        self.flush_interval = float(os.environ.get("FLORDB_FLUSH_S", "1.0"))
+        self.flush_interval = settings.number("FLORDB_FLUSH_S")
         self.epsilon = checkpoint.default_epsilon()
         self.enrolled: dict[str, tuple[Any, str]] = {}
         self.sticky_args: dict[str, Any] = {}  # in a notebook: args carried into later runs
@@ -90,6 +90,7 @@ class Runtime:
         self.replay_unit = os.environ.get(UNIT_ENV)
         self.replay = None
         self._hooks_installed = False
+        self._warned: set[str] = set()  # names whose values could not be pickled
         self._inherited: list[Any] = []
         self._reset_run()
         if hasattr(os, "register_at_fork"):
@@ -278,8 +279,7 @@ class Runtime:
     # ----------------------------------------------------------------- logging
     def log_slow(self, name: str, value: Any) -> Any:
         """Everything ``flordb.log`` does not do inline: first values, non-floats, checks."""
-        if type(name) is not str:
-            raise TypeError(f"flor.log name must be a str, not {type(name).__name__}")
+        _check_name(name, "flor.log")
         self.ensure_run()
         fr = self.frame
         v = _values.as_scalar(value)
@@ -301,6 +301,10 @@ class Runtime:
 
     def _record(self, fr: Frame, name: str, value: Any, kind: str) -> None:
         stored, vtype, text = _values.encode(value)
+        if vtype == "repr" and name not in self._warned:
+            self._warned.add(name)
+            print(f"flordb: {name!r}: {type(value).__name__} cannot be pickled ({text}); its "
+                  "repr is stored instead", file=sys.stderr)
         self.seq += 1
         self.pending.records.append((fr.loop_id, fr.i, self.seq, name, stored, vtype, text,
                                      kind))
@@ -333,6 +337,7 @@ class Runtime:
         """``flor.arg``: replayed value, else ``--kwargs`` value cast, else ``default``."""
         from flordb import kwargs as _kwargs
 
+        _check_name(name, "flor.arg")
         self.ensure_run()
         if name in self.args:
             return self.args[name]
@@ -385,8 +390,7 @@ class Runtime:
             self._exit(fr, n)
 
     def _enter(self, name: str, iterable: Iterable[Any]) -> Frame:
-        if type(name) is not str:
-            raise TypeError(f"flor.loop name must be a str, not {type(name).__name__}")
+        _check_name(name, "flor.loop")
         self.ensure_run()
         parent = self.frame
         if self.replay is not None:
@@ -589,6 +593,19 @@ class Runtime:
     def unenroll(self, names: Iterable[str]) -> None:
         for name in names:
             self.enrolled.pop(name, None)
+
+
+def _check_name(name: Any, what: str) -> None:
+    """A name must be a str that SQLite can store (valid UTF-8: no lone surrogates)."""
+    if type(name) is not str:
+        raise TypeError(f"{what} name must be a str, not {type(name).__name__}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        from flordb.errors import BadNameError
+
+        raise BadNameError(f"{what} name {name!r} is not valid UTF-8 (it holds a lone "
+                           "surrogate)") from None
 
 
 def _element(x: Any) -> Any:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import math
+import threading
+from pathlib import Path
 from fractions import Fraction
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import flordb as flor
 from flordb import values
+from flordb.errors import UntrustedStoreError
+from flordb.values import PickledValue
 
 
 def roundtrip(runtime, value):
@@ -64,16 +69,26 @@ def test_numpy_and_zero_d_values_are_numbers(runtime):
     assert df["c"].iloc[0] == 2.5
 
 
-def test_objects_are_pickled_with_their_repr(runtime):
+def test_objects_are_pickled_with_their_repr_and_read_back_only_when_trusted(runtime):
     flor.log("arr", np.arange(3))
     flor.log("frac", Fraction(1, 3))
     flor.commit()
     df = flor.dataframe("arr", "frac")
-    assert np.array_equal(df["arr"].iloc[0], np.arange(3))
-    assert df["frac"].iloc[0] == Fraction(1, 3)
-    reprs = flor.query("SELECT name, vtype, repr FROM records WHERE vtype = 'pickle'"
-                       " ORDER BY name")
+    assert np.array_equal(df["arr"].iloc[0], np.arange(3))  # npy format: no pickle needed
+    handle = df["frac"].iloc[0]
+    assert isinstance(handle, PickledValue) and handle.repr == repr(Fraction(1, 3))
+    with pytest.raises(UntrustedStoreError):
+        handle.load()
+    assert handle.load(trust_store=True) == Fraction(1, 3)
+    reprs = flor.query("SELECT name, vtype, repr FROM records WHERE vtype IN"
+                       " ('pickle', 'ndarray') ORDER BY name")
+    assert reprs["vtype"].tolist() == ["ndarray", "pickle"]
     assert reprs["repr"].tolist() == [repr(np.arange(3)), repr(Fraction(1, 3))]
+
+
+def test_object_arrays_are_pickles(runtime):
+    flor.log("objs", np.array([{"a": 1}], dtype=object))
+    assert isinstance(flor.dataframe("objs")["objs"].iloc[0], PickledValue)
 
 
 def test_nan_float_is_a_value(runtime):
@@ -97,3 +112,68 @@ def test_log_returns_value_unchanged(runtime):
     obj = object()
     assert flor.log("o", obj) is obj
     assert flor.log("f", 1.25) == 1.25
+
+
+class ReprFails:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class PickleFails:
+    def __reduce__(self):
+        raise TypeError("cannot pickle this")
+
+
+def cyclic() -> list:
+    x: list = [1]
+    x.append(x)
+    return x
+
+
+awkward = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF,
+                                   blacklist_categories=()), max_size=30),  # surrogates, NUL
+    st.binary(max_size=50),
+    st.integers(min_value=-(2**200), max_value=2**200),
+    st.sampled_from([float("nan"), float("-inf"), "\x00", "x" * 200_000]),
+    st.builds(cyclic), st.builds(ReprFails), st.builds(PickleFails),
+    st.builds(threading.Lock),
+)
+
+
+@given(st.lists(awkward, min_size=1, max_size=5))
+@settings(max_examples=40, deadline=None)
+def test_awkward_values_never_lose_the_good_ones(tmp_path_factory, values_):
+    """Whatever is logged beside them, plain floats all reach the store, in order."""
+    from conftest import make_repo, run_script
+
+    repo = make_repo(tmp_path_factory.mktemp("awkward") / "p")
+    data = tmp_path_factory.mktemp("in") / "values.pkl"
+    import pickle
+
+    data.write_bytes(pickle.dumps([v for v in values_ if not isinstance(
+        v, (ReprFails, PickleFails, type(threading.Lock())))]))
+    kinds = [type(v).__name__ for v in values_]
+    run_script(repo, f'''
+import pickle, threading, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import flordb as flor
+from test_values import ReprFails, PickleFails
+plain = iter(pickle.loads(open({str(data)!r}, "rb").read()))
+kinds = {kinds!r}
+for i in flor.loop("i", range(len(kinds))):
+    k = kinds[i]
+    v = ReprFails() if k == "ReprFails" else PickleFails() if k == "PickleFails" else \\
+        threading.Lock() if k == "lock" else next(plain)
+    flor.log("awkward", v)
+    flor.log("good", float(i))
+''')
+    frame = flor_frame(repo, ["good", "awkward"])
+    assert frame["good"].tolist() == [float(i) for i in range(len(values_))]
+    assert len(frame) == len(values_)
+
+
+def flor_frame(repo, names):
+    from flordb.store.frames import dataframe
+
+    return dataframe(repo, names)

@@ -32,11 +32,12 @@ def best(metric: str, mode: str = "max", n: int = 1) -> "pandas.DataFrame":
     state the value was computed from (missing when that checkpoint was not taken)."""
     import pandas as pd
 
-    from flordb import dataframe
+    from flordb.store.frames import dataframe
 
     if mode not in ("max", "min"):
         raise RegistryError(f"mode must be 'max' or 'min', not {mode!r}")
-    frame = dataframe(metric)
+    _rt.flush()
+    frame = dataframe(_rt.project_root(), [metric])
     frame = frame[pd.to_numeric(frame[metric], errors="coerce").notna()] \
         if metric in frame else frame.iloc[0:0]
     if frame.empty:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from flordb.store.schema import migrate
+from flordb.store.schema import check_version, migrate
 
 STORE_DIRNAME = ".flor"
 DB_FILENAME = "flor.db"
@@ -51,15 +51,24 @@ def connect_writer(root: Path) -> sqlite3.Connection:
 
 
 def connect_reader(root: Path) -> sqlite3.Connection:
-    """A connection that cannot write (``query_only``); raises if there is no store."""
+    """A connection that cannot write (``query_only``); raises if there is no store.
+
+    A store in a directory this process cannot write (an archive, a read-only mount) is opened
+    as immutable: SQLite then needs no lock or ``-shm`` file, and nothing is written.
+    """
     path = store_dir(root) / DB_FILENAME
     if not path.exists():
         raise NotAProjectError(
             f"no flordb store at {path.parent} (run a script that logs with flordb first)"
         )
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    migrate(conn)
+    if os.access(path.parent, os.W_OK) and os.access(path, os.W_OK):
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        migrate(conn)
+    else:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True,
+                               isolation_level=None)
+        check_version(conn)
     conn.execute("PRAGMA query_only = ON")
     return conn
 

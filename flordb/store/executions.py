@@ -40,7 +40,8 @@ def executions(conn: sqlite3.Connection) -> "pd.DataFrame":
             " UNION ALL SELECT run_id, 'checkpoint', COUNT(DISTINCT loop_id || ':' || iter)"
             " FROM checkpoints GROUP BY run_id"):
         counts[(run, what)] = n
-    env = [json.loads(e) if e else {} for e in frame.pop("env")]
+    # No environment record (a run killed first, or still recording it): an empty one.
+    env = [json.loads(e) if isinstance(e, str) else {} for e in frame.pop("env")]
     frame["argv"] = [json.loads(a) for a in frame["argv"]]
     frame["args"] = [args.get(r, {}) for r in frame["run_id"]]
     frame["python"] = [e.get("python") for e in env]

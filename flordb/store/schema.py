@@ -285,6 +285,17 @@ class SchemaTooNewError(RuntimeError):
     """The store was written by a newer flordb than the one running."""
 
 
+def check_version(conn: sqlite3.Connection) -> None:
+    """For a store that cannot be migrated (read-only): its schema must be this flordb's."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNewError(f"the store has schema version {version}, this flordb knows "
+                                f"up to {SCHEMA_VERSION}: upgrade flordb")
+    if version < SCHEMA_VERSION:
+        raise SchemaTooNewError(f"the read-only store has schema version {version}: open it "
+                                "once where it can be written to upgrade it")
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring the schema of ``conn`` up to :data:`SCHEMA_VERSION` in one transaction."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]

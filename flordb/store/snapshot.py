@@ -7,7 +7,10 @@ index respects ``.gitignore``; files above a size limit are left out with a warn
 
 from __future__ import annotations
 
+from flordb import settings
+
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -16,11 +19,26 @@ from pathlib import Path
 
 SNAPSHOT_REF_PREFIX = "refs/flor/runs/"
 #: Untracked or modified files larger than this are not snapshotted (``$FLORDB_MAX_FILE_MB``).
-DEFAULT_MAX_FILE_MB = 20.0
+DEFAULT_MAX_FILE_MB = settings.NUMBERS["FLORDB_MAX_FILE_MB"][0]
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "flordb", "GIT_AUTHOR_EMAIL": "flordb@localhost",
     "GIT_COMMITTER_NAME": "flordb", "GIT_COMMITTER_EMAIL": "flordb@localhost",
 }
+
+
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+
+
+def commit_id(value: object) -> str:
+    """``value`` if it is a full commit id (40 or 64 hex digits), else a clear error: ids read
+    from the store reach git's command line, where anything else could be taken as an
+    option."""
+    if isinstance(value, str) and _COMMIT_ID.fullmatch(value):
+        return value
+    from flordb.errors import StoreValueError
+
+    raise StoreValueError(f"the store holds {str(value)[:60]!r} where a commit id belongs: "
+                          "the store is damaged or was altered")
 
 
 @dataclass(frozen=True)
@@ -39,7 +57,7 @@ def take(root: Path, ref_name: str, message: str) -> Snapshot:
     repo = git.Repo(root)
     g = repo.git
     head = _rev(g, "HEAD")
-    max_bytes = float(os.environ.get("FLORDB_MAX_FILE_MB", DEFAULT_MAX_FILE_MB)) * 2**20
+    max_bytes = settings.number("FLORDB_MAX_FILE_MB") * 2**20
     tmpdir = tempfile.mkdtemp(prefix="flordb-index-")
     try:
         index = os.path.join(tmpdir, "index")

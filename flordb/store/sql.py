@@ -20,10 +20,34 @@ def query(root: Path, sql: str, params: tuple[Any, ...] = ()) -> pd.DataFrame:
     conn = connect_reader(root)
     try:
         if "logs" in sql.lower() or "series_rows" in sql.lower():
-            unpack_series(root)
+            if conn.execute("PRAGMA query_only").fetchone() and not _writable(root):
+                _refuse_if_packed(conn)
+            else:
+                unpack_series(root)
         return pd.read_sql_query(sql, conn, params=params)
     finally:
         conn.close()
+
+
+def _writable(root: Path) -> bool:
+    import os
+
+    from flordb.store.db import DB_FILENAME, store_dir
+
+    return os.access(store_dir(root), os.W_OK) and os.access(store_dir(root) / DB_FILENAME,
+                                                              os.W_OK)
+
+
+def _refuse_if_packed(conn: Any) -> None:
+    """A read-only store cannot expand its numeric series for SQL: say so, never show a
+    ``logs`` view with values silently missing."""
+    packed = conn.execute("SELECT COUNT(*) FROM series WHERE unpacked = 0").fetchone()[0]
+    if packed:
+        from flordb.errors import FlorError
+
+        raise FlorError(f"this store is read-only and {packed} numeric series chunks are not "
+                        "expanded for SQL: the logs view would miss their values. Read them "
+                        "with flor.dataframe / flordb dataframe, or open a writable copy")
 
 
 def unpack_series(root: Path) -> int:

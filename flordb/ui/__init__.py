@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from flordb.errors import FlorError
 from flask import Flask, Response, abort, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
@@ -47,6 +48,8 @@ def create_app(root: Path) -> Flask:
         if isinstance(exc, HTTPException):
             return Response(f"{exc.code} {exc.name}: {exc.description}", exc.code,
                             mimetype="text/plain")
+        if isinstance(exc, FlorError):  # the store's fault, said plainly
+            return Response(f"422 {exc}", 422, mimetype="text/plain")
         print(f"flordb ui: {type(exc).__name__}: {exc}", file=sys.stderr)
         return Response("500 internal error (details on the server's stderr)", 500,
                         mimetype="text/plain")
@@ -312,7 +315,10 @@ def _html(frame) -> str:
 def _git_diff(root: Path, old: str, new: str) -> str:
     import git
 
-    return git.Repo(root).git.diff(old, new, "--stat", "--patch", "--no-color")
+    from flordb.store.snapshot import commit_id
+
+    return git.Repo(root).git.diff("--stat", "--patch", "--no-color", commit_id(old),
+                                   commit_id(new), "--")
 
 
 def _diff_class(line: str) -> str:
