@@ -4,7 +4,9 @@
 
 MODE: ``bare`` (the loop alone), ``flordb`` (this flordb), ``upstream`` (flordb 4.0.1's
 API, same calls), ``mlflow`` (``mlflow.log_metric`` into a local SQLite store),
-``dataframe`` (time ``flor.dataframe`` of NAMES, comma-separated). Prints one JSON line.
+``dataframe`` (time ``flor.dataframe`` of NAMES, comma-separated), ``inner`` (N values of
+``x`` logged in a plain ``for`` under ``flor.loop("epoch", range(10))``: many values per loop
+iteration). Prints one JSON line.
 """
 
 import json
@@ -38,6 +40,15 @@ elif mode in ("flordb", "upstream"):
     t = time.perf_counter()
     flor.commit()
     out["exit_s"] = time.perf_counter() - t
+elif mode == "inner":
+    import flordb as flor
+
+    t = time.perf_counter()
+    for epoch in flor.loop("epoch", range(10)):
+        for b in range(n // 10):
+            flor.log("x", 0.5)
+    out["loop_s"] = time.perf_counter() - t
+    flor.commit()
 elif mode == "mlflow":
     import mlflow
 

@@ -178,12 +178,14 @@ def shape(module: cst.Module, like: Like | None = None) -> Shape:
         return _by_structure(module, statements)
     loops = [(n, scope(a)) for n, a in statements if isinstance(n.stmt, LOOPS)]
     same = [[n for n, sc in loops if (header(module, n.stmt), sc) == h] for h in like]
-    for k, (h, sc) in enumerate(like):  # else the one loop with the same target
-        if len(same[k]) != 1:
-            target = [(n, s) for n, s in loops
-                      if header(module, n.stmt).split("|")[0] == h.split("|")[0]]
+    for k, (h, sc) in enumerate(like):  # else the one loop with the same target, or iterable
+        for part in (0, -1):
+            if len(same[k]) == 1:
+                break
+            alike = [(n, s) for n, s in loops
+                     if header(module, n.stmt).split("|")[part] == h.split("|")[part]]
             for keep in (lambda s: True, lambda s: s == sc, lambda s: s in ((), sc)):
-                if len(found := [n for n, s in target if keep(s)]) == 1:
+                if len(found := [n for n, s in alike if keep(s)]) == 1:
                     same[k] = found
                     break
     if all(len(x) == 1 for x in same):

@@ -84,7 +84,7 @@ def arg(name: str, default: Any = None) -> Any:
     """A run parameter: the replayed run's value, else ``--kwargs name=value``, else ``default``.
 
     The command-line value is cast to the type of ``default`` (bool, int, float, str; with
-    ``None`` the type is inferred); a value that cannot be cast raises
+    ``None``, the text as given, as FlorDB returns it); a value that cannot be cast raises
     :class:`flordb.kwargs.ArgCastError`. The value is recorded as a top-level parameter.
     """
     return _rt.arg(name, default)

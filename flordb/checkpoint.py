@@ -2,11 +2,12 @@
 
 At the end of outer iteration ``k`` (``k`` iterations done) a checkpoint is taken only when
 
-    (checkpoints so far + 1) * M  <=  epsilon * (compute time so far)
+    (time spent on checkpoints so far) + M  <=  epsilon * (compute time so far)
 
-where ``M`` is the latest measured cost of a checkpoint on the training thread (its first value
-is estimated from the bytes to copy) and compute time is the loop's wall time minus the time
-spent checkpointing. Cheap state is therefore checkpointed every iteration and expensive state
+where ``M`` is the median of the latest measured costs of a checkpoint on the training thread
+(its first value is estimated from the bytes to copy), so one slow write does not suppress the
+checkpoints after it, and compute time is the loop's wall time minus the time spent
+checkpointing. Cheap state is therefore checkpointed every iteration and expensive state
 periodically, with checkpoint cost held under ``epsilon`` of compute (default 1/15; set with
 ``flor.set_epsilon`` or ``$FLORDB_EPSILON``).
 
@@ -23,8 +24,6 @@ iteration ``i`` (0-based): after ``i`` iterations completed.
 
 from __future__ import annotations
 
-from flordb import settings
-
 import math
 import os
 import queue
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flordb import settings
 from flordb import state as _state
 from flordb.store import objects
 from flordb.store.db import connect_writer, store_dir, write_transaction
@@ -47,6 +47,8 @@ _ASSUMED_COPY_BPS = 5e8
 #: the training thread, where serializing them costs less than handing them over
 #: (``benchmarks/bench_checkpoint.py`` measures both).
 BACKGROUND_MIN_BYTES = 4 << 20
+#: Measured checkpoint costs the next estimate is the median of.
+_COST_WINDOW = 5
 
 
 def default_epsilon() -> float:
@@ -71,8 +73,10 @@ class LoopStats:
     name: str
     t0: float
     last: float
-    estimate: float
-    spent: float = 0.0
+    initial: float  # the cost estimated from the bytes to copy, before any is measured
+    spent: float = 0.0  # checkpointing time on the training thread, one-time costs included
+    warm: float = 0.0  # the one-time part of ``spent``
+    costs: list[float] = field(default_factory=list)  # the latest measured costs
     count: int = 0
     iterations: int = 0
     mean: float = 0.0
@@ -83,6 +87,22 @@ class LoopStats:
         delta = duration - self.mean
         self.mean += delta / self.iterations
         self.m2 += delta * (duration - self.mean)
+
+    @property
+    def estimate(self) -> float:
+        """The cost the next checkpoint is expected to have: the median of the latest
+        :data:`_COST_WINDOW` measured costs, so one slow write (a disk stall) does not hold
+        back the checkpoints after it."""
+        if not self.costs:
+            return self.initial
+        ordered = sorted(self.costs)
+        return ordered[len(ordered) // 2]
+
+    def measured(self, cost: float) -> None:
+        self.costs.append(cost)
+        del self.costs[:-_COST_WINDOW]
+        self.spent += cost
+        self.count += 1
 
     @property
     def std(self) -> float:
@@ -125,23 +145,20 @@ class Checkpointer:
             # One-time costs (numpy creates its global generator on first read) are paid
             # here, counted as overhead but kept out of the estimate of later checkpoints.
             _state.capture_rng()
-            warm = time.perf_counter() - now
+            warm = stats.warm = time.perf_counter() - now
             stats.spent += warm
             now += warm
         stats.observe(now - stats.last)
         stats.last = now
         compute = now - stats.t0 - stats.spent
-        if (stats.count + 1) * stats.estimate > self.epsilon * compute:
-            return False
+        if stats.spent - stats.warm + stats.estimate > self.epsilon * compute:
+            return False  # the next checkpoint would take the overhead past epsilon
         cap = self._capture(run_id, loop_id, done, enrolled)
         if cap.nbytes >= self.background_min_bytes:
             self._queue.put(cap)
         else:
             self._write(cap)
-        elapsed = time.perf_counter() - now
-        stats.estimate = elapsed
-        stats.spent += elapsed
-        stats.count += 1
+        stats.measured(time.perf_counter() - now)
         stats.last = time.perf_counter()  # the next iteration starts after the checkpoint
         return True
 

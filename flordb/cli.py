@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     df = sub.add_parser("dataframe", help="logged values as a table",
                         description="Logged values: one row per run and loop context.")
     df.add_argument("names", nargs="*", metavar="NAME",
-                    help="logged names (none: one row per run with its top-level values)")
+                    help="logged names, space- or comma-separated (none: one row per run "
+                         "with its top-level values)")
     fmt = df.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="print CSV")
     fmt.add_argument("--json", action="store_true", help="print JSON records, one per line")
@@ -61,12 +62,19 @@ def _parser() -> argparse.ArgumentParser:
                     "code of every past run that lacks NAME, re-execute those versions and "
                     "add the values to the runs. Shows the plan and asks first.")
     rp.add_argument("names", nargs="+", metavar="NAME",
-                    help="logged name, or SCRIPT@LINE of a flor.log statement (repeatable)")
+                    help="logged name, or SCRIPT@LINE of a flor.log statement (repeatable, "
+                         "or comma-separated: a,b); a last argument that is an expression "
+                         "(lr > 0.01) is the where clause, as FlorDB takes it")
     rp.add_argument("--where", help='filter runs by top-level values, e.g. "lr > 0.01"')
     rp.add_argument("--workers", type=int, help="parallel processes (default: all cores)")
     rp.add_argument("--dry-run", action="store_true",
                     help="show the plan and the patch of each version; run nothing")
-    rp.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    rp.add_argument("--yes", "-y", action="store_true",
+                    help="do not ask for confirmation (else read from the terminal or stdin: "
+                         "echo y | flordb replay ...)")
+    rp.add_argument("--verify", choices=("version", "run", "none"), default="version",
+                    help="cross-check restored state against execution for one run per "
+                         "version (default), every run, or none")
     pl = sub.add_parser("plot", help="plot a logged name, one line per run",
                         description="Plot NAME over a loop, one line per run, runs labelled by "
                                     "the flor.arg values that differ between them.")
@@ -119,9 +127,10 @@ def _run(args: argparse.Namespace) -> int:
     import flordb
 
     if args.command == "dataframe":
-        if args.names:
-            _check_names(args.names)
-        frame = flordb.dataframe(*args.names)
+        names = _split_names(args.names)
+        if names:
+            _check_names(names)
+        frame = flordb.dataframe(*names)
         _print(frame, csv=args.csv, json=args.json)
     elif args.command == "query":
         import pandas as pd
@@ -178,8 +187,13 @@ def _replay(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
     root = flordb._rt.project_root()
+    names, where = args.names, args.where
+    if len(names) > 1 and _is_expression(names[-1]):  # FlorDB's `replay a,b "lr > 0.1"`
+        if where is not None:
+            raise UsageError(f"two where clauses: {names[-1]!r} and --where {where!r}")
+        names, where = names[:-1], names[-1]
     try:
-        plan: Plan = make_plan(root, args.names, args.where, args.workers)
+        plan: Plan = make_plan(root, _split_names(names), where, args.workers, args.verify)
     except PlanError as exc:
         raise UsageError(str(exc)) from None
     print(plan.render())
@@ -195,13 +209,26 @@ def _replay(args: argparse.Namespace) -> int:
         print("nothing to replay")
         return 0
     if not args.yes:
-        if not sys.stdin.isatty():
-            raise UsageError("not confirmed: pass --yes to replay without asking")
-        if input("replay? [y/N] ").strip().lower() not in ("y", "yes"):
+        print("replay? [y/N] ", end="", flush=True)
+        answer = sys.stdin.readline()  # a terminal, or a pipe: echo y | flordb replay ...
+        if not answer:
+            raise UsageError("not confirmed (no answer on stdin): pass --yes to replay "
+                             "without asking")
+        if answer.strip().lower() not in ("y", "yes"):
             return 1
     report = execute(root, plan)
     print(report.render())
     return 0 if report.ok else 1
+
+
+def _split_names(tokens: list[str]) -> list[str]:
+    """Names given as ``a b`` or as FlorDB's ``a,b`` (a name with a comma in it cannot be
+    asked for by the command line; ``flor.dataframe`` takes it)."""
+    return [n.strip() for t in tokens for n in t.split(",") if n.strip()]
+
+
+def _is_expression(token: str) -> bool:
+    return any(op in token for op in ("<", ">", "=", " and ", " or ", " in "))
 
 
 def _propagate(args: argparse.Namespace) -> int:

@@ -38,7 +38,8 @@ def extract(argv: list[str]) -> dict[str, str]:
 
 
 def cast(name: str, text: str, default: Any) -> Any:
-    """``text`` as the type of ``default`` (bool, int, float, str, None, or a literal)."""
+    """``text`` as the type of ``default`` (bool, int, float, str, or a literal); with no
+    default (``None``) the text itself."""
     kind = type(default)
     try:
         if kind is bool:
@@ -52,10 +53,8 @@ def cast(name: str, text: str, default: Any) -> Any:
             return int(text)
         if kind is float:
             return float(text)
-        if kind is str:
-            return text
-        if default is None:
-            return _infer(text)
+        if kind is str or default is None:
+            return text  # no default to go by: the text as given, as FlorDB returns it
         value = ast.literal_eval(text)
         if not isinstance(value, kind):
             raise ValueError(f"got a {type(value).__name__}")
@@ -65,18 +64,3 @@ def cast(name: str, text: str, default: Any) -> Any:
             f"{FLAG} {name}={text!r}: cannot cast to {kind.__name__} "
             f"(the type of the default of flor.arg({name!r}, {default!r})): {exc}"
         ) from None
-
-
-def _infer(text: str) -> Any:
-    """With no default to go by: int, then float, then None/bool words, else the string."""
-    for parse in (int, float):
-        try:
-            return parse(text)
-        except ValueError:
-            pass
-    low = text.lower()
-    if low in ("none", "null"):
-        return None
-    if low in ("true", "false"):
-        return low == "true"
-    return text

@@ -4,7 +4,10 @@ Three kinds of object, told apart without importing torch unless the user alread
 
 - ``torch``: anything with ``state_dict`` and ``load_state_dict`` (modules, optimizers, LR
   schedulers). The state dict is copied with every tensor cloned to CPU memory and saved with
-  ``torch.save``; restore is ``load_state_dict``.
+  ``torch.save``; restore is ``load_state_dict``. For a module, the parameters' ``.grad`` are
+  captured and restored too (a state dict has none). What a state dict leaves out otherwise
+  (attributes set on a module, non-persistent buffers) is not restored: replay's cross-check
+  (``docs/replay.md``) is what catches a statement that depends on it.
 - ``numpy``: an ``ndarray``, copied, saved with ``numpy.save``; restored by assignment into the
   same array (shape and dtype must match).
 - ``pickle``: everything else, pickled with cloudpickle at capture time; restored in place for
@@ -46,10 +49,23 @@ def kind_of(obj: Any) -> str:
     return "pickle"
 
 
+#: Key of a captured torch module's state that also holds its parameters' gradients.
+_GRADS = "__flordb_grads__"
+
+
 def capture(obj: Any, kind: str) -> Any:
-    """A copy of ``obj``'s state, independent of later training steps."""
+    """A copy of ``obj``'s state, independent of later training steps.
+
+    A torch module's capture adds its parameters' ``.grad`` (``None`` included) to the state
+    dict, which holds none: a statement that reads gradients after a skipped inner loop (a
+    gradient norm at the head of an epoch) must see the gradients that loop left behind.
+    """
     if kind == "torch":
-        return _copy_tree(obj.state_dict())
+        state = _copy_tree(obj.state_dict())
+        if hasattr(obj, "named_parameters"):
+            state = {_GRADS: {name: None if p.grad is None else _copy_tree(p.grad)
+                              for name, p in obj.named_parameters()}, "state": state}
+        return state
     if kind == "numpy":
         return obj.copy()
     import cloudpickle
@@ -107,7 +123,14 @@ def deserialize(data: bytes, kind: str) -> Any:
 def restore(obj: Any, state: Any, kind: str) -> None:
     """Put ``state`` back into ``obj`` in place (the script keeps its references)."""
     if kind == "torch":
+        grads = None
+        if isinstance(state, dict) and _GRADS in state:
+            grads, state = state[_GRADS], state["state"]
         obj.load_state_dict(state)
+        if grads is not None:
+            for name, p in obj.named_parameters():
+                g = grads.get(name)
+                p.grad = None if g is None else g.to(device=p.device, dtype=p.dtype)
         return
     if kind == "numpy":
         if obj.shape != state.shape or obj.dtype != state.dtype:
@@ -170,7 +193,9 @@ def restore_rng(states: dict[str, Any]) -> None:
 def estimated_bytes(obj: Any, kind: str) -> int:
     """Bytes a capture of ``obj`` copies, without copying (0 when unknown before pickling)."""
     if kind == "torch":
-        return _nbytes(obj.state_dict())
+        grads = sum(_nbytes(p.grad) for p in obj.parameters() if p.grad is not None) \
+            if hasattr(obj, "parameters") else 0
+        return _nbytes(obj.state_dict()) + grads
     if kind == "numpy":
         return int(obj.nbytes)
     return 0

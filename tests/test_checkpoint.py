@@ -145,6 +145,34 @@ def test_cheap_state_is_checkpointed_every_iteration(runtime):
     assert timing["checkpoint_s"] < checkpoint.DEFAULT_EPSILON * 8 * 0.2
 
 
+class StallsOnce:
+    """Pickling it takes 15 ms the 10th time: one noisy checkpoint (a disk stall, say)."""
+
+    calls = 0
+
+    def __reduce__(self):
+        StallsOnce.calls += 1
+        if StallsOnce.calls == 10:
+            time.sleep(0.015)
+        return (StallsOnce, ())
+
+
+def test_one_slow_checkpoint_does_not_suppress_the_next_ones(runtime):
+    """The next cost is the median of recent ones, and the budget is what was really spent:
+    after one slow checkpoint, cheap state is still checkpointed every iteration."""
+    small = np.zeros(1000)
+    with flor.checkpointing(small=small, stalls=StallsOnce()):
+        for i in flor.loop("epoch", range(30)):
+            small += 1
+            time.sleep(0.1)
+    flor.commit()
+    iters = flor.query("SELECT DISTINCT iter FROM checkpoints ORDER BY iter")["iter"].tolist()
+    assert StallsOnce.calls >= 10
+    assert len(iters) >= 29 and iters[-1] == 30, iters
+    timing = flor.query("SELECT * FROM loop_timing WHERE name = 'epoch'").iloc[0]
+    assert timing["checkpoint_s"] <= checkpoint.DEFAULT_EPSILON * timing["seconds"]
+
+
 def test_expensive_state_is_periodic_within_budget(runtime):
     big = np.ones(12_500_000)  # 100 MB: each capture costs tens of ms
     compute = 0.0

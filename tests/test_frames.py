@@ -49,11 +49,25 @@ def test_unknown_name_gives_empty_frame(runtime):
     assert df.empty and "missing" in df.columns
 
 
-def test_same_name_twice_in_one_context_last_wins(runtime):
+def test_same_name_twice_in_one_context_gives_two_rows_in_order(runtime):
     for _ in flor.loop("e", range(2)):
         flor.log("v", 1.0)
         flor.log("v", 2.0)
-    assert flor.dataframe("v")["v"].tolist() == [2.0, 2.0]
+        flor.log("note", "once")
+    df = flor.dataframe("v", "note")
+    assert df["v"].tolist() == [1.0, 2.0, 1.0, 2.0]
+    assert df["e"].tolist() == [1, 1, 2, 2]
+    assert df["note"].fillna("-").tolist() == ["once", "-", "once", "-"]  # k-th values share a row
+
+
+def test_a_top_level_name_logged_twice_keeps_both_values(runtime):
+    flor.log("phase", "warmup")
+    for _ in flor.loop("e", range(2)):
+        flor.log("v", 1.0)
+    flor.log("phase", "done")
+    df = flor.dataframe("v", "phase")
+    assert sorted(df["phase"].dropna()) == ["done", "warmup"]
+    assert df["v"].tolist()[:2] == [1.0, 1.0]
 
 
 def test_values_flushed_in_many_chunks_come_back_in_order(runtime):

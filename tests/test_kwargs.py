@@ -22,8 +22,8 @@ def test_extract_bad_name():
 
 @pytest.mark.parametrize("text,default,expected", [
     ("3", 1, 3), ("0.5", 1.0, 0.5), ("1e-3", 0.1, 0.001), ("yes", False, True),
-    ("False", True, False), ("hello", "x", "hello"), ("7", None, 7), ("7.5", None, 7.5),
-    ("none", None, None), ("abc", None, "abc"), ("[1, 2]", [0], [1, 2]),
+    ("False", True, False), ("hello", "x", "hello"), ("7", None, "7"), ("7.5", None, "7.5"),
+    ("none", None, "none"), ("abc", None, "abc"), ("[1, 2]", [0], [1, 2]),
 ])
 def test_cast(text, default, expected):
     got = kwargs.cast("a", text, default)

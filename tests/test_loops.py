@@ -80,8 +80,8 @@ def test_sibling_loops_and_plain_loops_between(runtime):
     assert df["tl"].notna().sum() == 4 and df["vl"].notna().sum() == 2
     assert df.loc[df["vl"].notna(), "train"].isna().all()
     plain = flor.dataframe("plain")
-    assert len(plain) == 2  # three logs per epoch context, the last one wins
-    assert plain["epoch"].tolist() == [1, 2]
+    assert len(plain) == 6  # three logs per epoch context: three rows each
+    assert plain["epoch"].tolist() == [1, 1, 1, 2, 2, 2]
 
 
 def test_generators_and_one_shot_iterators(runtime):

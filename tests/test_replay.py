@@ -507,7 +507,8 @@ def test_a_replay_that_died_is_cleaned_up_and_resumed(tmp_path):
         '            w -= lr * grad\n',
         '            w -= lr * grad\n            flor.log("step_w", float(w[0]))\n'))
     plan = make_plan(repo, ["step_w"], workers=3)
-    assert [(u.start, u.stop) for u in plan.units] == [(0, 2), (2, 4), (4, 6)]
+    assert [(u.start, u.stop) for u in plan.runs[0].units] == [(0, 2), (2, 4), (4, 6)]
+    assert (plan.runs[0].verify.start, plan.runs[0].verify.restore_from) == (2, 1)
     report = execute(repo, plan, progress=False)
     assert report.ok
     # Pretend the replay's driver was killed while the middle unit ran: its values pending.
@@ -524,7 +525,7 @@ def test_a_replay_that_died_is_cleaned_up_and_resumed(tmp_path):
     frame = dataframe(repo, ["step_w"])
     assert sorted(frame.dropna(subset=["step_w"])["epoch"].unique()) == [1, 2, 5, 6]
     again = make_plan(repo, ["step_w"], workers=3)
-    ranges = [(u.start, u.stop) for u in again.units]
+    ranges = [(u.start, u.stop) for u in again.runs[0].units]
     assert ranges[0][0] == 2 and ranges[-1][1] == 4  # only what is missing, in pieces
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
     report = execute(repo, again, progress=False)
@@ -545,9 +546,10 @@ def test_skipping_units_split_across_workers_equal_scratch(tmp_path):
         '        flor.log("val"', '        flor.log("w1", float(w[1]))\n        flor.log("val"'))
     plan = make_plan(repo, ["w1"], workers=3)
     assert plan.runs[0].strategy.startswith("skip inner loops")
-    assert len(plan.units) == 3
+    assert len(plan.runs[0].units) == 3 and plan.runs[0].verify is not None
     report = execute(repo, plan, progress=False)
     assert report.ok and not report.runs[0].divergences and report.runs[0].compared == 6
+    assert "values agree" in report.runs[0].cross_check and not report.runs[0].fell_back
     assert_equal_to_scratch(repo, report, ["w1"], tmp_path, history)
 
 

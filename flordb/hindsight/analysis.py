@@ -61,6 +61,9 @@ class Analysis:
     log_reads: dict[str, set[str]]  # logged name -> what its flor.log statements read
     has_main_loop: bool
     deps: dict[str, set[str]] = field(repr=False, default_factory=dict)
+    #: Names only the inner loops bind that code after them reads: skipping those loops
+    #: would leave them unbound (a recorded ``flor.log("loss", loss.item())`` after the loop).
+    dangling: set[str] = field(default_factory=set)
 
     def inputs(self, names: Iterable[str]) -> set[str]:
         """``names`` and every name their values flow from, stopping at restored names.
@@ -92,6 +95,8 @@ class Analysis:
 
     def skip_ok(self, site: Site) -> bool:
         """Whether ``site`` (in the outer loop body) can run with the inner loops skipped."""
+        if self.dangling:
+            return False
         inputs = self.inputs(site.reads)
         unrestored = (self.carried | self.inner_changed) - self.restored
         if unrestored & inputs:
@@ -328,6 +333,7 @@ def analyze(source: str, lines: Iterable[int], main_loop: str | None,
             for stmt in body[holders[0] + 1:]:
                 if not s.holds_loop(stmt) and not _is_log_statement(s, stmt):
                     after_changed |= s.changes(stmt)
+    dangling = _dangling(s, main, body, holders, restored) if holders else set()
     sites = []
     statements = {s.line_span(n)[0]: n for n in _walk(s.module)
                   if isinstance(n, cst.SimpleStatementLine)}
@@ -343,7 +349,26 @@ def analyze(source: str, lines: Iterable[int], main_loop: str | None,
             name = n.args[0].value.evaluated_value
             log_reads.setdefault(name, set()).update(*(s.reads(a.value) for a in n.args[1:]))
     return Analysis(sites, restored, carried, inner_changed, training, after_changed,
-                    log_reads, main is not None, deps)
+                    log_reads, main is not None, deps, dangling)
+
+
+def _dangling(s: _Script, main: cst.For, body: list, holders: list[int],
+              restored: set[str]) -> set[str]:
+    """Names bound only inside the statements holding inner loops (nowhere else in the
+    script, and not restored) that statements after the first of them read, in the main
+    loop's body or after the main loop."""
+    inside = {id(n) for i in holders for n in _walk(body[i])}
+    bound_in, bound_elsewhere = set(), set()
+    for n in _walk(s.module):
+        if isinstance(n, cst.Name) and s.ctx.get(n) in _STORE:
+            (bound_in if id(n) in inside else bound_elsewhere).add(n.value)
+    later = [b for i, b in enumerate(body) if i > holders[0] and i not in holders]
+    last_line = s.line_span(main)[1]
+    scope = _in_function(s, main) or s.module
+    later += [n for n in _walk(scope) if isinstance(n, cst.SimpleStatementLine)
+              and s.line_span(n)[0] > last_line]
+    read = set().union(*(s.reads(n) for n in later)) if later else set()
+    return (read & bound_in) - bound_elsewhere - restored
 
 
 def _position(s: _Script, stmt: cst.CSTNode, main: cst.For | None, body: list,

@@ -74,6 +74,15 @@ class RunPlan:
     estimate_s: float
     scratch_s: float
     positions: dict[str, str] = field(default_factory=dict)
+    #: The cross-check: a boundary reached by execution, compared with the restored one.
+    verify: Directive | None = None
+    #: Variables the run saw whose values were never recorded (credentials).
+    credentials: list[str] = field(default_factory=list)
+
+    @property
+    def restores(self) -> bool:
+        """Whether some of this run's values are computed from restored state."""
+        return any(u.skip_inner or u.restore_from is not None for u in self.units)
 
 
 @dataclass
@@ -89,7 +98,8 @@ class Plan:
 
     @property
     def units(self) -> list[Directive]:
-        return [u for r in self.runs for u in r.units]
+        """Every unit to run, cross-checks included."""
+        return [u for r in self.runs for u in (*r.units, *([r.verify] if r.verify else []))]
 
     def estimate_s(self) -> tuple[float, float]:
         """(estimated wall time on ``workers``, time to re-run the same runs from scratch)."""
@@ -117,6 +127,19 @@ class Plan:
             out.append(f"  run {r.tstamp} {r.version.filename}: {r.strategy}; "
                        f"{len(r.units)} unit(s), ~{r.estimate_s:.1f}s "
                        f"(from scratch ~{r.scratch_s:.1f}s) [{where}]")
+            if r.credentials:
+                today = [c for c in r.credentials if c in os.environ]
+                gone = [c for c in r.credentials if c not in os.environ]
+                out.append("    credentials the run saw are not recorded: "
+                           + "; ".join(p for p in (
+                               today and "taken from today's environment: " + ", ".join(today),
+                               gone and "missing today: " + ", ".join(gone)) if p))
+            if r.verify is not None:
+                v = r.verify
+                start = f"checkpoint {v.restore_from}" if v.restore_from is not None \
+                    else "the start"
+                out.append(f"    cross-check: iteration {v.start} reached by executing from "
+                           f"{start}, compared with the restored state")
         for what, why in self.skipped:
             out.append(f"  skipped {what}: {why}")
         wall, scratch = self.estimate_s()
@@ -125,20 +148,29 @@ class Plan:
         return "\n".join(out)
 
 
+#: How many runs get a cross-check: one per version (default), every run, or none.
+VERIFY_MODES = ("version", "run", "none")
+
+
 def make_plan(root: Path, names: Sequence[str], where: str | None = None,
-              workers: int | None = None) -> Plan:
+              workers: int | None = None, verify: str = "version") -> Plan:
     """Plan back-filling ``names`` into the completed runs of the project at ``root``.
 
     A name may also be given as ``SCRIPT@LINE`` (or ``@LINE`` when one script qualifies): the
     ``flor.log`` statement at that line of today's script, which names what it logs.
+    ``verify`` says which runs replayed from restored state get a cross-check (see
+    :data:`VERIFY_MODES` and ``docs/replay.md``).
     """
+    if verify not in VERIFY_MODES:
+        raise PlanError(f"verify must be one of {', '.join(VERIFY_MODES)}, not {verify!r}")
     if not names:
         raise PlanError("name at least one logged name to replay")
     workers = workers or os.cpu_count() or 1
     conn = connect_reader(root)
     try:
         resolved = [_by_line(root, conn, n) if "@" in n else n for n in names]
-        return _Planner(root, conn, list(dict.fromkeys(resolved)), where, workers).plan()
+        return _Planner(root, conn, list(dict.fromkeys(resolved)), where, workers,
+                        verify).plan()
     finally:
         conn.close()
 
@@ -172,9 +204,11 @@ def _by_line(root: Path, conn: sqlite3.Connection, spec: str) -> str:
 
 class _Planner:
     def __init__(self, root: Path, conn: sqlite3.Connection, names: list[str],
-                 where: str | None, workers: int) -> None:
+                 where: str | None, workers: int, verify: str = "version") -> None:
         self.root, self.conn, self.names, self.where, self.workers = (
             root, conn, names, where, workers)
+        self.verify = verify
+        self.verified: set[str] = set()  # versions (blobs) given a cross-check
         self.skipped: list[tuple[str, str]] = []
         self.versions: dict[tuple[str, str], Version] = {}
         self.propagators: dict[str, Propagator | None] = {}
@@ -305,6 +339,13 @@ class _Planner:
         timing = _Timing(c, run_id, main)
         plan = RunPlan(run_id, tstamp, commit, version, list(lacking), "", [], 0.0, timing.total,
                        {n: s.position for n, s in sites.items()})
+        env_vars = c.execute("SELECT env_vars FROM runs WHERE run_id = ?",
+                             (run_id,)).fetchone()[0]
+        if env_vars:
+            from flordb.store.redact import REDACTED
+
+            plan.credentials = sorted(k for k, v in json.loads(env_vars).items()
+                                      if v == REDACTED)
         # Names with the same progress from earlier replays are planned together.
         groups: dict[str, list[str]] = defaultdict(list)
         for name in lacking:
@@ -320,7 +361,35 @@ class _Planner:
             plan.units += units
             plan.strategy = strategy
             plan.estimate_s += sum(timing.cost(u) for u in units)
+        if plan.restores and self.verify != "none" and (
+                self.verify == "run" or version.blob not in self.verified):
+            plan.verify = self._cross_check(run_id, main, plan.units)
+            if plan.verify is not None:
+                self.verified.add(version.blob)
+                plan.estimate_s += timing.cost(plan.verify)
         return plan
+
+    def _cross_check(self, run_id: int, main: tuple, units: list[Directive]
+                     ) -> Directive | None:
+        """A unit that reaches the first boundary where the plan uses restored state by
+        executing everything before it from the previous checkpoint (or the start), and
+        records the boundary's iteration for comparison."""
+        main_id = main[0]
+        ckpts = available(self.conn, run_id, main_id, self.root)
+        boundaries = []
+        for u in units:
+            if u.restore_from is not None and u.start > 0:
+                boundaries.append(u.start)  # fast-forwarded to: everything before is skipped
+            if u.skip_inner:
+                boundaries += [i for i in ckpts if max(1, u.start) <= i < u.stop]
+        if not boundaries:
+            return None
+        b = min(boundaries)
+        before = max((c for c in ckpts if c < b), default=None)
+        first = units[0]
+        return Directive(run_id, first.new_names, first.compare_names, main_id, b, b + 1,
+                         before, skip_inner=False, owns_prefix=False, owns_suffix=False,
+                         run_suffix=False, verify=True)
 
     def _recorded_names(self, run_id: int) -> set[str]:
         return {r[0] for r in self.conn.execute(
@@ -391,6 +460,9 @@ class _Planner:
         ff = bool(ckpts) and (skip or an.fast_forward_ok(reads))
         if skip:
             strategy = "skip inner loops, restoring checkpoints"
+        elif outer_only and ckpts and an.dangling and ff:
+            strategy = ("run iterations from checkpoints (inner loops executed: code after "
+                        f"them reads {', '.join(sorted(an.dangling))}, which only they bind)")
         elif ff:
             strategy = "run iterations from checkpoints"
         else:
@@ -485,7 +557,9 @@ def git_show(root: Path, commit: str, filename: str, command: str = "show") -> s
     import git
 
     try:
-        return git.Repo(root).git.execute(["git", command, f"{commit}:{filename}"],
+        from flordb.store.snapshot import commit_id
+
+        return git.Repo(root).git.execute(["git", command, f"{commit_id(commit)}:{filename}"],
                                           strip_newline_in_stdout=False)
     except git.GitCommandError as exc:
         raise LookupError(f"{filename} is not in snapshot {commit[:10]}: "

@@ -101,15 +101,20 @@ class _Parsed:
 
     def runs_loop(self, tree: Tree) -> bool:
         """Whether ``tree`` holds a loop, or calls a function of the file that does."""
+        return self.loopiness(tree) > 0
+
+    def loopiness(self, tree: Tree) -> int:
+        """2 when ``tree`` holds a loop, 1 when it calls a function of the file that does,
+        else 0."""
+        if any(t.label in ("For", "While") for t in tree.preorder()):
+            return 2
         for t in tree.preorder():
-            if t.label in ("For", "While"):
-                return True
             if isinstance(t.origin, cst.Call) and isinstance(t.origin.func, cst.Name):
                 fn = self.functions.get(t.origin.func.value)
                 if fn is not None and fn is not tree and not fn.contains(tree) and any(
                         x.label in ("For", "While") for x in fn.preorder()):
-                    return True
-        return False
+                    return 1
+        return 0
 
     def words(self, tree: Tree) -> set[str]:
         """The identifiers and literals of ``tree``, and of the bodies of the file's functions
@@ -479,8 +484,8 @@ def _position(new: _Parsed, old: _Parsed, mapping: Mapping, s_tree: Tree, target
         if not touched & read:
             # The old-only statements do not affect what it reads: keep it next to the
             # neighbour that runs a loop (before a loop, or after one), else after the first.
-            if after and new.runs_loop(siblings[after[0]]) and not (
-                    before and new.runs_loop(siblings[before[0]])):
+            if after and new.loopiness(siblings[after[0]]) > (
+                    new.loopiness(siblings[before[0]]) if before else 0):
                 return hi
             return lo
         raise _Unplaceable(

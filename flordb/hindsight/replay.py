@@ -28,8 +28,10 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 
+from flordb.hindsight import crosscheck
+from flordb.hindsight.crosscheck import same, values_where
 from flordb.hindsight.plan import Plan, RunPlan, make_plan
 from flordb.store import replays
 from flordb.store.db import connect_writer, write_transaction
@@ -141,6 +143,9 @@ class RunOutcome:
     failures: list[str] = field(default_factory=list)
     compared: int = 0
     divergences: list[Divergence] = field(default_factory=list)
+    cross_check: str = ""  # what the cross-check found, when the run had one
+    cross_check_error: str = ""  # how its unit failed, when it did
+    fell_back: bool = False  # the cross-check disagreed and everything was executed
 
 
 @dataclass
@@ -162,6 +167,9 @@ class Report:
             lines.append(f"  run {r.tstamp} (version {r.commit[:10]}): {r.units_done} unit(s) "
                          f"done, {status}; {r.compared} re-executed values compared, "
                          f"{sum(d.differing for d in r.divergences)} differ")
+            if r.cross_check:
+                lines.append(f"    {r.cross_check}" + (
+                    "; fell back to executing every iteration" if r.fell_back else ""))
             for d in r.divergences:
                 diff = f", max |diff| {d.max_abs_diff:.3g}" if d.max_abs_diff is not None else ""
                 lines.append(f"    DIVERGES {d.name}: {d.differing}/{d.compared}{diff}; "
@@ -187,51 +195,47 @@ def replay(root: Path, names: list[str], where: str | None = None,
 
 def execute(root: Path, plan: Plan, executor: Executor | None = None,
             progress: bool = True) -> Report:
-    """Run ``plan``'s units and finish each in the store; returns the :class:`Report`."""
-    from tqdm import tqdm
+    """Run ``plan``'s units and finish each in the store; returns the :class:`Report`.
 
+    Units of a version that has a cross-check are held (their values stay pending) until the
+    cross-check agrees; when it does not, their values are dropped and every run of that
+    version is executed again without skipping or restoring anything.
+    """
     t0 = time.perf_counter()
     conn = connect_writer(root)
     replays.clear_stale(conn)
     replay_id = replays.begin_replay(conn, plan.names, plan.where)
     replays.add_units(conn, replay_id, plan.units)
     executor = executor or LocalExecutor(plan.workers)
-    by_unit = {u.unit_id: (u, r) for r in plan.runs for u in r.units}
     outcomes = {r.run_id: RunOutcome(r.run_id, r.tstamp, r.commit) for r in plan.runs}
+    checked = {r.version.blob for r in plan.runs if r.verify is not None}
+    held: list[tuple[Directive, RunPlan, float]] = []
     scratch = Path(tempfile.mkdtemp(prefix="flordb-replay-"))
-    futures: dict[Future, int] = {}
+    work = [(u, r) for r in plan.runs for u in (*r.units, *([r.verify] if r.verify else []))]
     try:
-        calls = {r: (json.loads(a), c) for r, a, c in conn.execute(
-            f"SELECT run_id, argv, cwd FROM runs WHERE run_id IN"
+        calls = {r: (json.loads(a), c, e) for r, a, c, e in conn.execute(
+            f"SELECT run_id, argv, cwd, env_vars FROM runs WHERE run_id IN"
             f" ({','.join(str(r.run_id) for r in plan.runs)})")}
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(by_unit)))) as materializing:
-            jobs = materializing.map(
-                lambda ur: _job(root, calls[ur[1].run_id], scratch, ur[1], ur[0]),
-                by_unit.values())
-            for job in jobs:  # each unit starts as soon as its directory is ready
-                replays.mark_running(conn, job.unit_id)
-                futures[executor.submit(job)] = job.unit_id
-        bar = tqdm(total=len(futures), desc="replay", unit="unit", disable=not progress,
-                   file=sys.stderr)
-        for future in as_completed(futures):
-            result = future.result()
-            unit, run = by_unit[result.unit_id]
-            outcome = outcomes[run.run_id]
-            if result.returncode == 0:
-                replays.complete(conn, unit, result.seconds)
-                outcome.units_done += 1
+        for unit, run, seconds in _run_units(root, conn, calls, scratch, work, executor,
+                                             outcomes, progress):
+            if unit.verify or run.version.blob in checked:
+                held.append((unit, run, seconds))
             else:
-                what = f"unit {unit.unit_id} (iterations {unit.start}..{unit.stop}) exited " \
-                       f"{result.returncode}:\n{result.tail}"
-                replays.fail(conn, unit.unit_id, result.tail, result.seconds)
-                outcome.failures.append(what)
-                bar.write(f"flordb replay: run {run.tstamp} {what}", file=sys.stderr)
-            bar.update()
-        bar.close()
+                _done(conn, unit, seconds, outcomes[run.run_id])
+        again = []
+        for blob in checked:
+            again += _settle(conn, replay_id, [r for r in plan.runs if r.version.blob == blob],
+                             held, outcomes)
+        if again:
+            replays.add_units(conn, replay_id, [u for u, _ in again])
+            for unit, run, seconds in _run_units(root, conn, calls, scratch, again, executor,
+                                                 outcomes, progress):
+                _done(conn, unit, seconds, outcomes[run.run_id])
         executor.shutdown(cancel=False)
     except BaseException:  # Ctrl-C included: stop the children, leave nothing half-done
         executor.shutdown(cancel=True)
-        for unit_id in by_unit:
+        for unit_id in {u.unit_id for r in plan.runs for u in (*r.units, *(
+                [r.verify] if r.verify else []))}:
             status = conn.execute("SELECT status FROM replay_units WHERE unit_id = ?",
                                   (unit_id,)).fetchone()[0]
             if status in ("planned", "running"):
@@ -245,18 +249,112 @@ def execute(root: Path, plan: Plan, executor: Executor | None = None,
     return Report(plan, list(outcomes.values()), time.perf_counter() - t0)
 
 
+def _run_units(root: Path, conn, calls: dict, scratch: Path,
+               work: list[tuple[Directive, RunPlan]], executor: Executor,
+               outcomes: dict[int, RunOutcome], progress: bool
+               ) -> Iterator[tuple[Directive, RunPlan, float]]:
+    """Run ``work`` on ``executor``; yield each unit that exits 0 (the caller finishes it),
+    fail the others in the store and in their run's outcome."""
+    from tqdm import tqdm
+
+    by_unit = {u.unit_id: (u, r) for u, r in work}
+    futures: dict[Future, int] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(work)))) as materializing:
+        jobs = materializing.map(
+            lambda ur: _job(root, calls[ur[1].run_id], scratch, ur[1], ur[0]), work)
+        for job in jobs:  # each unit starts as soon as its directory is ready
+            replays.mark_running(conn, job.unit_id)
+            futures[executor.submit(job)] = job.unit_id
+    bar = tqdm(total=len(futures), desc="replay", unit="unit", disable=not progress,
+               file=sys.stderr)
+    for future in as_completed(futures):
+        result = future.result()
+        unit, run = by_unit[result.unit_id]
+        if result.returncode == 0:
+            yield unit, run, result.seconds
+        else:
+            what = f"unit {unit.unit_id} (iterations {unit.start}..{unit.stop}) exited " \
+                   f"{result.returncode}:\n{result.tail}"
+            replays.fail(conn, unit.unit_id, result.tail, result.seconds)
+            if unit.verify:
+                outcomes[run.run_id].cross_check_error = what
+            else:
+                outcomes[run.run_id].failures.append(what)
+                bar.write(f"flordb replay: run {run.tstamp} {what}", file=sys.stderr)
+        bar.update()
+    bar.close()
+
+
+def _done(conn, unit: Directive, seconds: float, outcome: RunOutcome) -> None:
+    replays.complete(conn, unit, seconds)
+    if not unit.verify:
+        outcome.units_done += 1
+
+
+def _settle(conn, replay_id: int, runs: list[RunPlan],
+            held: list[tuple[Directive, RunPlan, float]],
+            outcomes: dict[int, RunOutcome]) -> list[tuple[Directive, RunPlan]]:
+    """Judge the cross-checks of one version's runs: finish their held units when every check
+    agrees; else drop them and return the units that execute those runs in full."""
+    ids = {r.run_id for r in runs}
+    mine = [(u, r, s) for u, r, s in held if r.run_id in ids]
+    verdicts = []
+    for run in runs:
+        if run.verify is None:
+            continue
+        error = outcomes[run.run_id].cross_check_error
+        if error:
+            v = crosscheck.Verdict(run.run_id, run.verify.start, error=error.splitlines()[0])
+        else:
+            v = crosscheck.compare(conn, run.verify, run.units)
+        verdicts.append(v)
+        outcomes[run.run_id].cross_check = v.describe()
+        _store_check(conn, replay_id, run.run_id, v)
+    for unit, run, seconds in mine:
+        if unit.verify:
+            _done(conn, unit, seconds, outcomes[run.run_id])
+    if all(v.agrees for v in verdicts):
+        for unit, run, seconds in mine:
+            if not unit.verify:
+                _done(conn, unit, seconds, outcomes[run.run_id])
+        return []
+    again = []
+    for unit, run, seconds in mine:
+        if not unit.verify:
+            replays.fail(conn, unit.unit_id, "cross-check disagreed: executed again", seconds)
+    for run in runs:
+        units = crosscheck.fallback(run.units)
+        run.strategy += " -> cross-check disagreed: every iteration executed, nothing restored"
+        run.units = run.units + units
+        outcomes[run.run_id].fell_back = True
+        again += [(u, run) for u in units]
+    return again
+
+
+def _store_check(conn, replay_id: int, run_id: int, v: crosscheck.Verdict) -> None:
+    names = sorted({n for n, _, _ in v.differing}) or ["*"]
+    with write_transaction(conn):
+        conn.executemany(
+            "INSERT OR REPLACE INTO replay_checks (replay_id, run_id, name, compared, differing,"
+            " max_abs_diff, example) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(replay_id, run_id, f"cross-check {n}", v.compared,
+              sum(1 for d in v.differing if d[0] == n or n == "*"),
+              v.max_abs_diff(None if n == "*" else n), v.describe()) for n in names])
+
+
 # --------------------------------------------------------------------- materializing a unit
 def _job(root: Path, call: tuple[list[str], str], scratch: Path, run: RunPlan,
          unit: Directive) -> Job:
     """Materialize ``unit``'s directory and say how to run it (``call``: recorded argv, cwd)."""
     import git
 
+    from flordb.store.snapshot import commit_id
+
     repo = git.Repo(root)
-    argv, cwd = call
-    dest = scratch / f"unit-{unit.unit_id}"
-    dest.mkdir()
+    argv, cwd, recorded_env = call
+    dest = _surroundings(root, scratch / f"unit-{unit.unit_id}")
     data = io.BytesIO()
-    repo.archive(data, treeish=run.commit, format="tar")
+    repo.archive(data, treeish=commit_id(run.commit), format="tar")
     data.seek(0)
     with tarfile.open(fileobj=data) as tar:
         tar.extractall(dest, filter="data")
@@ -269,12 +367,53 @@ def _job(root: Path, call: tuple[list[str], str], scratch: Path, run: RunPlan,
     except ValueError:
         workdir = Path(cwd)  # the run started outside the project
     workdir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = run_environment(recorded_env)
     env.update({replays.UNIT_ENV: str(unit.unit_id), "FLORDB_ROOT": str(root),
                 "FLORDB_ECHO": "0"})
     package_dir = str(Path(__file__).resolve().parents[2])  # where flordb is importable from
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), package_dir) if p)
     return Job(unit.unit_id, [sys.executable, str(script), *argv[1:]], str(workdir), env)
+
+
+#: Directories above the project mirrored around a unit's copy of it, so that relative paths
+#: climbing out of the project (``../data``, ``../../shared``) reach what they did for the run.
+SURROUNDING_LEVELS = 2
+
+
+def _surroundings(root: Path, base: Path) -> Path:
+    """Make ``base/<parent>/<project>`` (as many levels as :data:`SURROUNDING_LEVELS` and the
+    path allow), with the entries beside each level linked to the real ones; return the
+    directory that stands for the project."""
+    chain = [root, *list(root.parents)[:SURROUNDING_LEVELS]]
+    chain = [p for p in chain if p.name]  # never mirror the filesystem root
+    dest = base.joinpath(*[p.name for p in reversed(chain[1:])], root.name)
+    dest.mkdir(parents=True)
+    here, inside = dest.parent, root
+    for real in chain[1:]:
+        for entry in real.iterdir():
+            if entry.name != inside.name and not (here / entry.name).exists():
+                (here / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+        here, inside = here.parent, real
+    return dest
+
+
+def run_environment(recorded: str | None) -> dict[str, str]:
+    """The environment a replayed run sees: the variables it was recorded with (flordb's own
+    left out); credentials, never recorded, come from today's environment when set there."""
+    from flordb.store.redact import REDACTED
+
+    if not recorded:
+        return dict(os.environ)  # recorded before variables were kept
+    env = {}
+    for name, value in json.loads(recorded).items():
+        if name.startswith("FLORDB_"):
+            continue
+        if REDACTED in value:
+            if name in os.environ:
+                env[name] = os.environ[name]
+        else:
+            env[name] = value
+    return env
 
 
 def _link_missing(root: Path, dest: Path) -> None:
@@ -309,11 +448,11 @@ def _fidelity(conn, replay_id: int, run: RunPlan, outcome: RunOutcome) -> None:
     if not units:
         return
     marks = ",".join("?" * len(units))
-    rechecked = _values(conn, f"source = 'recheck' AND unit IN ({marks})", units)
+    rechecked = values_where(conn, f"source = 'recheck' AND unit IN ({marks})", units)
     if not rechecked:
         return
     names = sorted({k[0] for k in rechecked})
-    recorded = _values(conn, f"run_id = ? AND source = 'record' AND name IN "
+    recorded = values_where(conn, f"run_id = ? AND source = 'record' AND name IN "
                              f"({','.join('?' * len(names))})", [run.run_id, *names])
     by_name: dict[str, list[tuple]] = {}
     for key, value in rechecked.items():
@@ -322,7 +461,7 @@ def _fidelity(conn, replay_id: int, run: RunPlan, outcome: RunOutcome) -> None:
     checks = []
     for name, pairs in sorted(by_name.items()):
         outcome.compared += len(pairs)
-        bad = [(k, a, b) for k, a, b in pairs if not _same(a, b)]
+        bad = [(k, a, b) for k, a, b in pairs if not same(a, b)]
         check = Divergence(name, len(pairs), len(bad), None, "")
         if bad:
             diffs = [abs(a - b) for _, a, b in bad
@@ -338,32 +477,3 @@ def _fidelity(conn, replay_id: int, run: RunPlan, outcome: RunOutcome) -> None:
             " max_abs_diff, example) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(replay_id, run.run_id, c.name, c.compared, c.differing, c.max_abs_diff,
               c.example) for c in checks])
-
-
-def _values(conn, where: str, params: list) -> dict[tuple[str, int, int], object]:
-    """(name, loop_id, iter) -> value for the series and records rows matching ``where``."""
-    import numpy as np
-
-    from flordb import values as _v
-
-    out: dict[tuple[str, int, int], object] = {}
-    for name, loop_id, dtype, iters, vals in conn.execute(
-            f"SELECT name, loop_id, dtype, iters, vals FROM series WHERE {where} ORDER BY seq",
-            params):
-        its = np.frombuffer(iters, "<i8").tolist()
-        vs = np.frombuffer(vals, "<f8" if dtype == "f8" else "<i8").tolist()
-        out.update(((name, loop_id, i), v) for i, v in zip(its, vs))
-    for name, loop_id, it, value, vtype, text in conn.execute(
-            f"SELECT name, loop_id, iter, value, vtype, repr FROM records WHERE {where}"
-            f" AND kind = 'log' ORDER BY seq", params):
-        out[(name, loop_id, it)] = _v.decode(value, vtype, text)
-    return out
-
-
-def _same(a: object, b: object) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
-        return True  # both NaN
-    try:
-        return bool(a == b)
-    except Exception:  # e.g. arrays: compare their reprs
-        return repr(a) == repr(b)

@@ -1,9 +1,11 @@
 """``flor.dataframe``: logged values pivoted to one row per run and loop context.
 
 Hot series are read straight from their blobs with ``numpy.frombuffer``; other values come
-from ``records``. Each name becomes one column keyed by ``(run_id, loop_id, iter)``; the
-columns are outer-joined, top-level values are broadcast over their run, and the loop
-dimensions are computed per loop instance (one numpy step per instance, not per row).
+from ``records``. Each name becomes one column keyed by ``(run_id, loop_id, iter, rep)``, where
+``rep`` numbers the values a name logged in the same loop iteration, in logging order: every
+logged value is a row, and the k-th values of names logged in the same context share a row.
+The columns are outer-joined, top-level values logged once are broadcast over their run, and
+the loop dimensions are computed per loop instance (one numpy step per instance, not per row).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import pandas as pd
 from flordb import values as _values
 from flordb.store.db import connect_reader
 
-KEY = ["run_id", "loop_id", "iter"]
+#: A value's place: its run, loop context and iteration, and ``rep``: how many values of the
+#: same name that context logged before it (a name logged k times in one iteration: k rows).
+KEY = ["run_id", "loop_id", "iter", "rep"]
 #: Recorded and back-filled values; re-executed ('recheck') and unfinished ones are not shown.
 SHOWN = "source IN ('record', 'replay')"
 IDENTITY = ["projid", "tstamp", "filename"]
@@ -41,8 +45,10 @@ def dataframe(root: Path, names: Sequence[str]) -> pd.DataFrame:
                 f" WHERE loop_id = 0 AND {SHOWN} GROUP BY name) GROUP BY name"
                 f" ORDER BY MIN(s), name")]
             wide = _columns(conn, names, top_only=True)
+            wide = wide[wide["rep"] == wide.groupby("run_id")["rep"].transform("max")] \
+                if len(wide) else wide  # one row per run: a value logged again is its last
             wide = runs[["run_id"]].merge(wide, on="run_id", how="left")
-            wide["loop_id"], wide["iter"] = 0, 0
+            wide["loop_id"], wide["iter"], wide["rep"] = 0, 0, 0
         else:
             wide = _broadcast(_columns(conn, list(dict.fromkeys(names)), top_only=False),
                               list(dict.fromkeys(names)))
@@ -58,12 +64,12 @@ def dataframe(root: Path, names: Sequence[str]) -> pd.DataFrame:
             out[col] = out[col].astype(out[col].dtype.numpy_dtype)
     # Runs in order, then loop iterations outermost first; rows outside a loop sort after it.
     keys = [dims[c].to_numpy(dtype="float64", na_value=np.inf) for c in dims.columns[::2]]
-    order = np.lexsort([*reversed(keys), wide["run_id"].to_numpy()])
+    order = np.lexsort([wide["rep"].to_numpy(), *reversed(keys), wide["run_id"].to_numpy()])
     return out.iloc[order].reset_index(drop=True)
 
 
 def _columns(conn: Any, names: list[str], top_only: bool) -> pd.DataFrame:
-    """One column per name, outer-joined on ``(run_id, loop_id, iter)``; last value wins."""
+    """One column per name, outer-joined on :data:`KEY`."""
     where_top = " AND loop_id = 0" if top_only else ""
     marks = ",".join("?" * len(names))
     numeric: dict[str, list[tuple]] = defaultdict(list)
@@ -73,9 +79,14 @@ def _columns(conn: Any, names: list[str], top_only: bool) -> pd.DataFrame:
             names):
         numeric[row[0]].append(row[1:])
     other: dict[str, list[tuple]] = defaultdict(list)
+    # A parameter has one value per run: of an arg recorded twice (a notebook's carried-over
+    # value, then the cell's own), the later one.
     for name, run, loop_id, it, seq, value, vtype, text in conn.execute(
-            f"SELECT name, run_id, loop_id, iter, seq, value, vtype, repr FROM records"
-            f" WHERE name IN ({marks}){where_top} AND {SHOWN} ORDER BY seq", names):
+            f"SELECT name, run_id, loop_id, iter, seq, value, vtype, repr FROM records AS r"
+            f" WHERE name IN ({marks}){where_top} AND {SHOWN} AND NOT (kind = 'arg' AND"
+            f" EXISTS (SELECT 1 FROM records AS later WHERE later.run_id = r.run_id AND"
+            f" later.name = r.name AND later.kind = 'arg' AND later.seq > r.seq))"
+            f" ORDER BY seq", names):
         other[name].append((run, loop_id, it, seq, _values.decode(value, vtype, text)))
     frames = [_column(name, numeric.get(name, []), other.get(name, [])) for name in names]
     if len(frames) == 1:
@@ -112,12 +123,15 @@ def _column(name: str, chunks: list[tuple], rows: list[tuple]) -> pd.DataFrame:
     if rows or not _is_sorted(run, loop_id, it):
         order = np.lexsort((cols["seq"], it, loop_id, run))
         run, loop_id, it, value = run[order], loop_id[order], it[order], value[order]
-    # Keys are now sorted with equal keys in logging order: keep the last of each.
-    last = np.ones(len(run), dtype=bool)
-    last[:-1] = (run[1:] != run[:-1]) | (loop_id[1:] != loop_id[:-1]) | (it[1:] != it[:-1])
-    if not last.all():
-        run, loop_id, it, value = run[last], loop_id[last], it[last], value[last]
-    index = pd.MultiIndex.from_arrays([run, loop_id, it], names=KEY)
+    # Keys are now sorted with equal keys in logging order: number each run of equal keys.
+    first = np.ones(len(run), dtype=bool)
+    first[1:] = (run[1:] != run[:-1]) | (loop_id[1:] != loop_id[:-1]) | (it[1:] != it[:-1])
+    if first.all():
+        rep = np.zeros(len(run), dtype=np.int64)
+    else:
+        positions = np.arange(len(run), dtype=np.int64)
+        rep = positions - np.maximum.accumulate(np.where(first, positions, 0))
+    index = pd.MultiIndex.from_arrays([run, loop_id, it, rep], names=KEY)
     return pd.DataFrame({name: value}, index=index)
 
 
@@ -170,12 +184,15 @@ def _broadcast(wide: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     keep_top = ~top.index.isin(deep_runs.unique())
     for name in names:
         logged_deep = deep.groupby("run_id")[name].count()
-        spread = top[name].where(top[name].notna())
+        times = top.groupby(level=0)[name].count()
+        once = times[times == 1].index  # a value logged again at the top level stays a row
+        spread = top[name].where(top[name].notna() & top.index.isin(once)).dropna()
         spread = spread[~spread.index.isin(logged_deep[logged_deep > 0].index)]
         if len(spread):
             fill = deep_runs.map(spread.dropna())
             deep = deep.assign(**{name: deep[name].where(deep[name].notna(), fill)})
-        unspread = top[name].notna() & top.index.isin(logged_deep[logged_deep > 0].index)
+        unspread = top[name].notna() & (top.index.isin(logged_deep[logged_deep > 0].index)
+                                         | ~top.index.isin(once))
         keep_top |= unspread.to_numpy()
     return pd.concat([deep, top[keep_top].reset_index()], ignore_index=True)[wide.columns]
 

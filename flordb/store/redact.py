@@ -36,8 +36,9 @@ def scrub(value: str) -> str:
 
 
 def environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment variables that may be recorded, credentials removed."""
-    return {k: scrub(v) for k, v in sorted(environ.items()) if not is_secret(k)}
+    """The environment variables as they may be recorded: credentials by name only (their
+    value :data:`REDACTED`), passwords in URLs scrubbed."""
+    return {k: REDACTED if is_secret(k) else scrub(v) for k, v in sorted(environ.items())}
 
 
 def argv(args: list[str]) -> list[str]:

@@ -43,6 +43,7 @@ class Directive:
     owns_prefix: bool = True
     owns_suffix: bool = True
     run_suffix: bool = True  # keep executing after the main loop (else exit there)
+    verify: bool = False  # a cross-check: its values are compared, never shown
     unit_id: int = 0
 
     def to_json(self) -> str:
@@ -92,13 +93,15 @@ def mark_running(conn: sqlite3.Connection, unit_id: int) -> None:
 
 
 def complete(conn: sqlite3.Connection, d: Directive, seconds: float) -> None:
-    """Make unit ``d``'s pending values visible and mark it done, in one transaction."""
+    """Make unit ``d``'s pending values visible and mark it done, in one transaction (a
+    cross-check's values become ``'verify'``, which no reader shows)."""
     marks = ",".join("?" * len(d.new_names))
+    new, old = ("verify", "verify") if d.verify else ("replay", "recheck")
     with write_transaction(conn):
         for table in ("series", "records"):
             conn.execute(
-                f"UPDATE {table} SET source = CASE WHEN name IN ({marks}) THEN 'replay'"
-                " ELSE 'recheck' END WHERE unit = ? AND source = 'pending'",
+                f"UPDATE {table} SET source = CASE WHEN name IN ({marks}) THEN '{new}'"
+                f" ELSE '{old}' END WHERE unit = ? AND source = 'pending'",
                 (*d.new_names, d.unit_id))
         conn.execute("UPDATE replay_units SET status = 'done', seconds = ? WHERE unit_id = ?",
                      (seconds, d.unit_id))
@@ -143,6 +146,6 @@ def done_ranges(conn: sqlite3.Connection, run_id: int, name: str) -> list[tuple[
     for text, in conn.execute("SELECT directive FROM replay_units WHERE run_id = ?"
                               " AND status = 'done'", (run_id,)):
         d = Directive.from_json(text)
-        if name in d.new_names:
+        if name in d.new_names and not d.verify:
             out.append((d.start, d.stop, d.owns_prefix, d.owns_suffix))
     return out

@@ -1,0 +1,147 @@
+"""The cross-check that makes a replay from restored state check itself.
+
+Static analysis cannot see everything a statement reads: an attribute set on a module, a
+buffer that is not persistent, hidden state in an object nobody enrolled. So for each version
+replayed from restored state, the planner adds a *cross-check* unit
+(:meth:`~flordb.hindsight.plan._Planner._cross_check`): it reaches the first boundary where the
+plan uses restored state by *executing* everything before it (from the previous checkpoint, or
+from the start) and records that iteration. :func:`compare` sets its values beside the ones the
+plan's units computed from the restored state; any difference means the checkpoint does not
+hold everything the statements read, and the replay falls back to executing what it skipped
+(:func:`fallback`). The values of the plan's units stay pending, invisible, until the
+cross-check agrees.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from dataclasses import dataclass, field
+
+from flordb.store.replays import Directive
+
+#: Relative and absolute tolerance for floats (restored state is bit-exact on CPU; GPU kernels
+#: need not be).
+REL_TOL, ABS_TOL = 1e-6, 1e-9
+
+
+@dataclass
+class Verdict:
+    """The outcome of one cross-check: values compared and those that differ."""
+
+    run_id: int
+    iteration: int
+    compared: int = 0
+    differing: list[tuple[str, object, object]] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def agrees(self) -> bool:
+        return not self.error and not self.differing and self.compared > 0
+
+    def max_abs_diff(self, name: str | None = None) -> float | None:
+        diffs = [abs(a - b) for n, a, b in self.differing  # type: ignore[operator]
+                 if (name is None or n == name) and _number(a) and _number(b)]
+        return max(diffs) if diffs else None
+
+    def describe(self) -> str:
+        if self.error:
+            return f"cross-check at iteration {self.iteration} could not run: {self.error}"
+        if self.agrees:
+            return (f"cross-check at iteration {self.iteration}: {self.compared} values agree "
+                    "(restored state = executed state)")
+        if not self.compared and not self.differing:
+            return f"cross-check at iteration {self.iteration}: no value to compare"
+        name, restored, executed = self.differing[0]
+        worst = self.max_abs_diff()
+        return (f"cross-check at iteration {self.iteration} DISAGREES: "
+                f"{len(self.differing)}/{self.compared + len(self.differing)} values differ"
+                + (f", max |diff| {worst:.3g}" if worst is not None else "")
+                + f"; {name}: from restored state {restored!r}, executed {executed!r}")
+
+
+def compare(conn: sqlite3.Connection, verify: Directive, units: list[Directive]) -> Verdict:
+    """Compare the pending values of ``verify`` with those of ``units`` at its iteration."""
+    verdict = Verdict(verify.run_id, verify.start)
+    executed = values_where(conn, "source = 'pending' AND unit = ?", [verify.unit_id])
+    ids = [u.unit_id for u in units]
+    restored = values_where(conn, f"source = 'pending' AND unit IN ({','.join('?' * len(ids))})",
+                      ids)
+    at = _contexts_at(conn, verify.run_id, verify.main_loop_id, verify.start)
+    restored = {k: v for k, v in restored.items() if k[1] in at and
+                (k[1] != verify.main_loop_id or k[2] == verify.start)}
+    new = set(verify.new_names)
+    # New names must be present both ways; re-executed recorded names are compared where both
+    # sides computed them (a skipped inner loop computes none of its own).
+    keys = (set(executed) | set(restored)) if not new else \
+        {k for k in set(executed) | set(restored) if k[0] in new} | (set(executed) & set(restored))
+    for key in sorted(keys, key=repr):
+        if key not in restored or key not in executed:
+            verdict.differing.append((key[0], restored.get(key, "<missing>"),
+                                      executed.get(key, "<missing>")))
+        elif same(restored[key], executed[key]):
+            verdict.compared += 1
+        else:
+            verdict.differing.append((key[0], restored[key], executed[key]))
+    return verdict
+
+
+def fallback(units: list[Directive]) -> list[Directive]:
+    """The same windows, each executed from the start: nothing skipped, nothing restored."""
+    return [Directive(u.run_id, u.new_names, u.compare_names, u.main_loop_id, u.start, u.stop,
+                      None, skip_inner=False, owns_prefix=u.owns_prefix,
+                      owns_suffix=u.owns_suffix, run_suffix=u.run_suffix)
+            for u in units]
+
+
+def same(a: object, b: object) -> bool:
+    """Equal, NaN equal to NaN, floats within :data:`REL_TOL`/:data:`ABS_TOL`."""
+    if _number(a) and _number(b):
+        a_, b_ = float(a), float(b)  # type: ignore[arg-type]
+        if math.isnan(a_) and math.isnan(b_):
+            return True
+        return math.isclose(a_, b_, rel_tol=REL_TOL, abs_tol=ABS_TOL)
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - arrays and the like: compare their reprs
+        return repr(a) == repr(b)
+
+
+def _number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _contexts_at(conn: sqlite3.Connection, run_id: int, main_id: int | None,
+                 iteration: int) -> set[int]:
+    """The main loop and the loop instances nested in its iteration ``iteration``."""
+    parents = {loop_id: (parent, it) for loop_id, parent, it in conn.execute(
+        "SELECT loop_id, parent_id, parent_iter FROM loops WHERE run_id = ?", (run_id,))}
+    inside = {main_id} if main_id is not None else set()
+    for loop_id in parents:
+        node = loop_id
+        while node in parents and parents[node][0] not in (0, main_id):
+            node = parents[node][0]
+        if node in parents and parents[node][0] == main_id and parents[node][1] == iteration:
+            inside.add(loop_id)
+    return inside
+
+
+def values_where(conn: sqlite3.Connection, where: str, params: list
+                 ) -> dict[tuple[str, int, int], object]:
+    """(name, loop_id, iter) -> value for the series and records rows matching ``where``."""
+    import numpy as np
+
+    from flordb import values as _v
+
+    out: dict[tuple[str, int, int], object] = {}
+    for name, loop_id, dtype, iters, vals in conn.execute(
+            f"SELECT name, loop_id, dtype, iters, vals FROM series WHERE {where} ORDER BY seq",
+            params):
+        its = np.frombuffer(iters, "<i8").tolist()
+        vs = np.frombuffer(vals, "<f8" if dtype == "f8" else "<i8").tolist()
+        out.update(((name, loop_id, i), v) for i, v in zip(its, vs))
+    for name, loop_id, it, value, vtype, text in conn.execute(
+            f"SELECT name, loop_id, iter, value, vtype, repr FROM records WHERE {where}"
+            f" AND kind = 'log' ORDER BY seq", params):
+        out[(name, loop_id, it)] = _v.decode(value, vtype, text)
+    return out

@@ -1,0 +1,94 @@
+"""Scripts written for FlorDB run unchanged: each pattern as the paper's PDF-parser demo, its
+successor, the tutorial and the README use it (written here in their shape)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import git, run_script
+
+FEEDBACK_APP = '''
+import flordb as flor
+
+def save_colors(pdf_name, colors):
+    """The demo's /save_colors route: one document per request, then commit."""
+    with flor.iteration("document", None, pdf_name):
+        for page in flor.loop("page", range(len(colors))):
+            flor.log("page_color", colors[page])
+    flor.commit()
+
+save_colors("a.pdf", [1, 0, 1])
+save_colors("b.pdf", [0, 0])
+df = flor.dataframe("page_color")
+latest = flor.utils.latest(df)
+print(sorted(set(latest["document_value"])), len(df), len(latest))
+print(type(df["tstamp"].iloc[0]).__name__, df["page"].tolist())
+'''
+
+
+def test_feedback_route_iteration_and_latest(repo):
+    out = run_script(repo, FEEDBACK_APP).stdout.splitlines()
+    assert out == ["['b.pdf'] 5 2", "Timestamp [1, 2, 3, 1, 2]"]
+
+
+def test_constants_and_raw_string_arg(repo, tmp_path):
+    home = tmp_path / "home"
+    out = run_script(repo, '''
+import flordb as flor, flor as same
+print(flor is same, flor.PROJID, flor.SCRIPTNAME, flor.CURRDIR == str(__import__("pathlib").Path.cwd()))
+print(flor.HOMEDIR)
+print(repr(flor.arg("epochs")), repr(flor.arg("flag", False)), repr(flor.arg("lr", 0.1)))
+''', "--kwargs", "epochs=5", "flag=y", "lr=1e-3", env={"FLORDB_HOME": str(home)}).stdout
+    lines = out.splitlines()
+    assert lines[0] == f"True {repo.name} train.py True"
+    assert lines[1] == str(home) and home.is_dir()
+    assert lines[2] == "'5' True 0.001"
+
+
+def test_every_value_is_a_row(repo):
+    run_script(repo, '''
+import flordb as flor
+for epoch in flor.loop("epoch", range(3)):
+    for batch in range(4):   # a plain inner loop: per-batch values in one epoch context
+        flor.log("loss", float(epoch * 10 + batch))
+    flor.log("acc", epoch / 10)
+''')
+    from flordb.store.frames import dataframe
+
+    frame = dataframe(repo, ["loss", "acc"])
+    assert frame["loss"].tolist() == [float(e * 10 + b) for e in range(3) for b in range(4)]
+    assert frame["epoch"].tolist() == [e + 1 for e in range(3) for _ in range(4)]
+    # The k-th values of names logged in one context share a row: acc with the first loss.
+    assert frame["acc"].tolist()[::4] == [0.0, 0.1, 0.2]
+    assert frame["acc"].isna().sum() == 9
+
+
+def test_cli_forms_from_flordb_docs(repo):
+    run_script(repo, '''
+import flordb as flor
+lr = flor.arg("lr", 0.1)
+for epoch in flor.loop("epoch", range(2)):
+    flor.log("loss", 1.0 / (epoch + 1))
+    flor.log("acc", 0.5 + epoch / 10)
+''')
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-q", "-m", "v1")
+    run_script(repo, None, "--kwargs", "lr=0.2")
+    proc = subprocess.run([sys.executable, "-m", "flordb", "dataframe", "loss,acc", "--csv"],
+                          cwd=repo, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    header = proc.stdout.splitlines()[0].split(",")
+    assert header[-2:] == ["loss", "acc"]
+    (repo / "train.py").write_text((repo / "train.py").read_text().replace(
+        '    flor.log("acc"', '    flor.log("half", lr / 2)\n    flor.log("acc"'))
+    replay = subprocess.run([sys.executable, "-m", "flordb", "replay", "half,acc", "lr > 0.15"],
+                            cwd=repo, capture_output=True, text=True, input="y\n")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    from flordb.store.frames import dataframe
+
+    frame = dataframe(repo, ["lr", "half"])
+    assert frame.dropna(subset=["half"])["half"].tolist() == [0.1, 0.1]  # only lr=0.2's run
+    declined = subprocess.run([sys.executable, "-m", "flordb", "replay", "half"], cwd=repo,
+                              capture_output=True, text=True, input="n\n")
+    assert declined.returncode == 1
