@@ -22,7 +22,10 @@ from flordb import kwargs as _kwargs
 from flordb import notebook as _notebook
 from flordb import utils
 from flordb.runtime import CHUNK as _CHUNK
+from flordb.runtime import _MAIN_THREAD
 from flordb.runtime import RUNTIME as _rt
+from flordb.runtime import current as _current
+from threading import get_ident as _thread
 
 if TYPE_CHECKING:
     import os
@@ -55,7 +58,8 @@ def log(name: str, value: T) -> T:
     Floats and 64-bit ints are appended to in-memory columns and written in batches; every
     other value is stored with its type (see :mod:`flordb.values`).
     """
-    fr = _rt.frame
+    rt = _rt if _thread() == _MAIN_THREAD else _current()
+    fr = rt.frame
     t = type(value)
     if t is float:
         s = fr.floats.get(name)
@@ -64,7 +68,7 @@ def log(name: str, value: T) -> T:
             v.append(value)
             s.iters.append(fr.i)
             if len(v) >= _CHUNK:
-                _rt.seal(fr, s)
+                rt.seal(fr, s)
             return value
     elif t is int:
         s = fr.ints.get(name)
@@ -72,12 +76,12 @@ def log(name: str, value: T) -> T:
             try:
                 s.vals.append(value)
             except OverflowError:
-                return _rt.log_slow(name, value)
+                return rt.log_slow(name, value)
             s.iters.append(fr.i)
             if len(s.vals) >= _CHUNK:
-                _rt.seal(fr, s)
+                rt.seal(fr, s)
             return value
-    return _rt.log_slow(name, value)
+    return rt.log_slow(name, value)
 
 
 def arg(name: str, default: Any = None) -> Any:
@@ -87,7 +91,7 @@ def arg(name: str, default: Any = None) -> Any:
     ``None``, the text as given, as FlorDB returns it); a value that cannot be cast raises
     :class:`flordb.kwargs.ArgCastError`. The value is recorded as a top-level parameter.
     """
-    return _rt.arg(name, default)
+    return _current().arg(name, default)
 
 
 def loop(name: str, iterable: Iterable[T]) -> Iterator[T]:
@@ -97,7 +101,7 @@ def loop(name: str, iterable: Iterable[T]) -> Iterator[T]:
     ``<name>_value`` columns of :func:`dataframe`. Outermost loop boundaries are where buffered
     values are flushed. ``break``, exceptions and nesting keep the context right.
     """
-    return _rt.loop(name, iterable)
+    return _current().loop(name, iterable)
 
 
 @contextmanager
@@ -108,7 +112,7 @@ def iteration(name: str, idx: Any, value: Any) -> Iterator[None]:
     handlers: ``with flor.iteration("document", None, name): ...``. ``idx`` is accepted for
     compatibility; the ``<name>`` column counts the context's passes, as with :func:`loop`.
     """
-    passes = _rt.loop(name, [str(value)])
+    passes = _current().loop(name, [str(value)])
     entered = next(passes, _SKIPPED) is not _SKIPPED
     try:
         yield
@@ -131,20 +135,21 @@ def checkpointing(**objects: Any) -> Iterator[None]:
     outermost-loop iteration boundaries, as often as the overhead budget allows (see
     :func:`set_epsilon`). Objects are restored in place by replay, so enroll mutable objects.
     """
-    _rt.enroll(objects)
+    _current().enroll(objects)
     try:
         yield
     finally:
-        _rt.unenroll(objects)
+        _current().unenroll(objects)
 
 
 def set_epsilon(epsilon: float) -> None:
     """Bound checkpoint cost to ``epsilon`` of compute time (default 1/15; ``$FLORDB_EPSILON``)."""
     if not 0 < epsilon:
         raise ValueError(f"epsilon must be positive, got {epsilon!r}")
-    _rt.epsilon = float(epsilon)
-    if _rt.checkpointer is not None:
-        _rt.checkpointer.epsilon = float(epsilon)
+    rt = _current()
+    rt.epsilon = float(epsilon)
+    if rt.checkpointer is not None:
+        rt.checkpointer.epsilon = float(epsilon)
 
 
 def commit() -> None:
@@ -153,7 +158,7 @@ def commit() -> None:
     Runs end by themselves at exit (``failed`` after an uncaught exception); call this in
     long-lived processes (a web app's save action) to mark each unit of work.
     """
-    _rt.commit()
+    _current().commit()
 
 
 def dataframe(*names: str) -> "pandas.DataFrame":
@@ -168,8 +173,9 @@ def dataframe(*names: str) -> "pandas.DataFrame":
 
     from flordb.store import frames
 
-    _rt.flush()
-    frame = frames.dataframe(_rt.project_root(), names)
+    rt = _current()
+    rt.flush()
+    frame = frames.dataframe(rt.project_root(), names)
     frame["tstamp"] = pd.to_datetime(frame["tstamp"])
     return frame
 
@@ -182,8 +188,9 @@ def query(sql: str, params: Iterable[Any] = ()) -> "pandas.DataFrame":
     """
     from flordb.store import sql as _sql
 
-    _rt.flush()
-    return _sql.query(_rt.project_root(), sql, tuple(params))
+    rt = _current()
+    rt.flush()
+    return _sql.query(rt.project_root(), sql, tuple(params))
 
 
 def replay(names: str | Iterable[str], where: str | None = None, workers: int | None = None,
@@ -199,9 +206,10 @@ def replay(names: str | Iterable[str], where: str | None = None, workers: int | 
     """
     from flordb.hindsight.replay import replay as _replay
 
-    _rt.flush()
+    rt = _current()
+    rt.flush()
     names = [names] if isinstance(names, str) else list(names)
-    return _replay(_rt.project_root(), names, where, workers, dry_run, progress=progress)
+    return _replay(rt.project_root(), names, where, workers, dry_run, progress=progress)
 
 
 def plot(name: str, x: str | None = None, by: Iterable[str] | None = None,
@@ -215,8 +223,9 @@ def plot(name: str, x: str | None = None, by: Iterable[str] | None = None,
 
     from flordb.store.frames import dataframe as _frame
 
-    _rt.flush()
-    root = _rt.project_root()
+    rt = _current()
+    rt.flush()
+    root = rt.project_root()
     frame = _frame(root, [name])
     keep = set(runs_where(root, where)["tstamp"]) if where else None
     if runs is not None:
@@ -229,13 +238,13 @@ def plot(name: str, x: str | None = None, by: Iterable[str] | None = None,
 # --------------------------------------------------------------------- lifecycle records
 def input(path: "str | os.PathLike[str]") -> "str | os.PathLike[str]":
     """Record the file at ``path`` (its sha256) as an input of the current run; return ``path``."""
-    _rt.file_io("input", path)
+    _current().file_io("input", path)
     return path
 
 
 def output(path: "str | os.PathLike[str]") -> "str | os.PathLike[str]":
     """Declare ``path`` an output of the current run (hashed when the run ends); return it."""
-    _rt.file_io("output", path)
+    _current().file_io("output", path)
     return path
 
 
@@ -244,7 +253,7 @@ def executions() -> "pandas.DataFrame":
     snapshot, environment summary, and counts of inputs, outputs and checkpoints."""
     from flordb.store.executions import executions as _executions
 
-    with _rt.reading() as conn:
+    with _current().reading() as conn:
         return _executions(conn)
 
 

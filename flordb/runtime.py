@@ -74,18 +74,22 @@ class Frame:
 
 
 class Runtime:
-    """Recording state of this process. There is exactly one, ``flordb.runtime.RUNTIME``."""
+    """Recording state of a process's main thread (``flordb.runtime.RUNTIME``) or of one other
+    thread (:func:`current`)."""
 
-    def __init__(self) -> None:
-        self.kwargs: dict[str, str] = {}
-        self.kwargs_read: set[str] = set()
+    def __init__(self, process: Runtime | None = None) -> None:
+        """The process's runtime, or (with ``process``) that of another thread, sharing its
+        ``--kwargs`` and project."""
+        self.kwargs: dict[str, str] = process.kwargs if process else {}
+        self.kwargs_read: set[str] = process.kwargs_read if process else set()
         self.echo = os.environ.get("FLORDB_ECHO", "1") != "0"
         self.flush_interval = settings.number("FLORDB_FLUSH_S")
         self.epsilon = checkpoint.default_epsilon()
         self.enrolled: dict[str, tuple[Any, str]] = {}
         self.sticky_args: dict[str, Any] = {}  # in a notebook: args carried into later runs
         self.writer = None
-        self.project = None
+        self.project = process.project if process else None
+        self.main = process is None
         #: In a replay's child process: the unit it runs, and its Replayer once started.
         self.replay_unit = os.environ.get(UNIT_ENV)
         self.replay = None
@@ -93,7 +97,7 @@ class Runtime:
         self._warned: set[str] = set()  # names whose values could not be pickled
         self._inherited: list[Any] = []
         self._reset_run()
-        if hasattr(os, "register_at_fork"):
+        if self.main and hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork)
 
     # ----------------------------------------------------------------- run lifecycle
@@ -189,6 +193,8 @@ class Runtime:
             return
         self._hooks_installed = True
         atexit.register(self.close)
+        if not self.main:
+            return  # an uncaught exception ends a thread, not the process's runs
         previous_hook = sys.excepthook
 
         def excepthook(kind, exc, tb):  # type: ignore[no-untyped-def]
@@ -619,3 +625,19 @@ def _short(v: Any) -> str:
 
 
 RUNTIME = Runtime()
+_MAIN_THREAD = threading.main_thread().ident
+_threads = threading.local()
+
+
+def current() -> Runtime:
+    """The calling thread's runtime: :data:`RUNTIME` in the main thread; in any other thread a
+    runtime of its own, so that what a thread logs and commits (a web app's request handler
+    saving labels) is a run of its own, with its own provenance."""
+    if threading.get_ident() == _MAIN_THREAD:
+        return RUNTIME
+    rt = getattr(_threads, "runtime", None)
+    if rt is None:
+        if RUNTIME.project is None and RUNTIME.replay_unit is None:
+            RUNTIME.project_root()  # located once, shared by every thread
+        rt = _threads.runtime = Runtime(RUNTIME)
+    return rt

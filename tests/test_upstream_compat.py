@@ -92,3 +92,43 @@ for epoch in flor.loop("epoch", range(2)):
     declined = subprocess.run([sys.executable, "-m", "flordb", "replay", "half"], cwd=repo,
                               capture_output=True, text=True, input="n\n")
     assert declined.returncode == 1
+
+
+def test_threads_saving_and_committing(repo):
+    """A web app's request threads, each saving labels then committing: each save is a run of
+    its own, with its own values and feature records."""
+    out = run_script(repo, '''
+import threading
+import flordb as flor
+colour = flor.feature("colour", record_type="page", columns={"value": str})
+errors = []
+def save(k):
+    try:
+        for j in range(10):
+            colour.add(f"p{k}-{j}", value=f"c{k}")
+            flor.log("label", f"t{k}-{j}")
+            flor.commit()
+    except Exception as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=save, args=(k,)) for k in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(errors)
+''').stdout
+    assert out.strip() == "[]"
+    from flordb.store.db import connect_reader
+    from flordb.store.frames import dataframe
+
+    frame = dataframe(repo, ["label"])
+    assert sorted(frame["label"]) == sorted(f"t{k}-{j}" for k in range(4) for j in range(10))
+    assert frame["tstamp"].nunique() == 40  # one run per save
+    conn = connect_reader(repo)
+    try:
+        pairs = conn.execute(
+            "SELECT f.record_id, r.value FROM feature_values AS f JOIN records AS r"
+            " ON r.run_id = f.run_id AND r.name = 'label'").fetchall()
+        statuses = {s for (s,) in conn.execute("SELECT status FROM runs")}
+    finally:
+        conn.close()
+    assert len(pairs) == 40 and statuses == {"completed"}
+    assert all(rec[1:] == label[1:] for rec, label in pairs)  # p1-3 saved with t1-3

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from flordb.runtime import RUNTIME as _rt
+from flordb.runtime import current as _runtime
 from flordb.store.io import file_digest
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def dataset(name: str, record_type: str = "file", description: str = "") -> Data
     """
     if not isinstance(name, str) or not name or "@" in name:
         raise DatasetError(f"a dataset name must be a non-empty str without '@': {name!r}")
-    with _rt.writing() as (conn, run_id):
+    with _runtime().writing() as (conn, run_id):
         row = conn.execute("SELECT dataset_id, record_type FROM datasets WHERE name = ?",
                            (name,)).fetchone()
         if row is None:
@@ -65,7 +65,7 @@ def datasets() -> "pandas.DataFrame":
     """Every dataset with its working-set size, versions and, for splits, their origin."""
     import pandas as pd
 
-    with _rt.reading() as conn:
+    with _runtime().reading() as conn:
         return pd.read_sql_query(
             "SELECT d.name, d.record_type, d.description, d.created_by AS run_id,"
             " (SELECT COUNT(*) FROM dataset_members m WHERE m.dataset_id = d.dataset_id)"
@@ -86,7 +86,7 @@ class Dataset:
             record_type: str | None = None) -> int:
         """Add members (record ids, or dataset versions to nest); returns how many were new."""
         rows = [_member(r, record_type or self.record_type) for r in _iterable(records)]
-        with _rt.writing() as (conn, run_id):
+        with _runtime().writing() as (conn, run_id):
             before = conn.total_changes
             conn.executemany(
                 "INSERT OR IGNORE INTO dataset_members (dataset_id, record_id, record_type,"
@@ -97,7 +97,7 @@ class Dataset:
     def remove(self, records: str | DatasetVersion | Iterable[str | DatasetVersion]) -> int:
         """Remove members from the working set; returns how many were there."""
         ids = [_member(r, self.record_type)[0] for r in _iterable(records)]
-        with _rt.writing() as (conn, _):
+        with _runtime().writing() as (conn, _):
             before = conn.total_changes
             conn.executemany("DELETE FROM dataset_members WHERE dataset_id = ? AND record_id = ?",
                              [(self.dataset_id, rid) for rid in ids])
@@ -107,7 +107,7 @@ class Dataset:
         """The working set: ``record_id, record_type``, ordered by record id."""
         import pandas as pd
 
-        with _rt.reading() as conn:
+        with _runtime().reading() as conn:
             return pd.read_sql_query(
                 "SELECT record_id, record_type FROM dataset_members WHERE dataset_id = ?"
                 " ORDER BY record_id", conn, params=(self.dataset_id,))
@@ -121,19 +121,19 @@ class Dataset:
         With ``checksums``, members of type ``file`` found under the project are hashed, so a
         changed file is detected by :meth:`DatasetVersion.verify` (``files=True``).
         """
-        with _rt.writing() as (conn, run_id):
+        with _runtime().writing() as (conn, run_id):
             return _release(conn, run_id, self, label, description, bump, checksums)
 
     def version(self, label: str | None = None) -> DatasetVersion:
         """Released version ``label`` (default: the latest released)."""
-        with _rt.reading() as conn:
+        with _runtime().reading() as conn:
             return _version(conn, self.name, label)
 
     def versions(self) -> "pandas.DataFrame":
         """The released versions: label, size, content hash, when and by which run."""
         import pandas as pd
 
-        with _rt.reading() as conn:
+        with _runtime().reading() as conn:
             return pd.read_sql_query(
                 "SELECT label, n_members, content_hash, released, released_by AS run_id,"
                 " description FROM dataset_versions WHERE dataset_id = ? ORDER BY version_id",
@@ -164,7 +164,7 @@ class DatasetVersion:
         dataset versions are replaced by their own members (``via`` names the nesting)."""
         import pandas as pd
 
-        with _rt.reading() as conn:
+        with _runtime().reading() as conn:
             frame = _manifest(conn, self.version_id)
             if not recursive:
                 return frame
@@ -180,13 +180,13 @@ class DatasetVersion:
     def verify(self, files: bool = False) -> None:
         """Raise :class:`IntegrityError` unless the stored members hash to the content hash
         (and, with ``files``, every hashed file still has its content)."""
-        with _rt.reading() as conn:
+        with _runtime().reading() as conn:
             frame = _manifest(conn, self.version_id)
         manifest = list(frame.itertuples(index=False, name=None))
         if content_hash(manifest) != self.content_hash:
             raise IntegrityError(f"{self.ref}: its members no longer match its content hash")
         if files:
-            root = _rt.project_root()
+            root = _runtime().project_root()
             changed = [rid for rid, rtype, digest in manifest
                        if digest is not None and _file_sha256(root, rid) != digest]
             if changed:
@@ -196,7 +196,7 @@ class DatasetVersion:
     def read(self) -> "pandas.DataFrame":
         """The members, recording this version as an input of the current run."""
         self.verify()
-        _rt.record_io("input", "dataset", self.ref, self.content_hash)
+        _runtime().record_io("input", "dataset", self.ref, self.content_hash)
         return self.members()
 
     def diff(self, other: DatasetVersion) -> "pandas.DataFrame":
@@ -237,7 +237,7 @@ class DatasetVersion:
 
     def _derived(self, split_name: str, ids: list[str], seed: int) -> DatasetVersion:
         name = f"{self.dataset}:{split_name}"
-        with _rt.reading() as conn:
+        with _runtime().reading() as conn:
             row = conn.execute("SELECT dataset_id, parent_version, split_seed, record_type"
                                " FROM datasets WHERE name = ?", (name,)).fetchone()
             rtype = conn.execute("SELECT record_type FROM datasets WHERE name = ?",
@@ -247,7 +247,7 @@ class DatasetVersion:
                 raise DatasetError(f"{name} already exists as a split of another version or seed")
             return Dataset(row[0], name, row[3]).version(self.label)
         manifest = self.members().set_index("record_id")
-        with _rt.writing() as (conn, run_id):
+        with _runtime().writing() as (conn, run_id):
             cur = conn.execute(
                 "INSERT INTO datasets (name, record_type, description, created, created_by,"
                 " parent_version, split_seed) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -274,7 +274,7 @@ def _release(conn: "sqlite3.Connection", run_id: int, ds: Dataset, label: str | 
     members = conn.execute(
         "SELECT record_id, record_type FROM dataset_members WHERE dataset_id = ?"
         " ORDER BY record_id", (ds.dataset_id,)).fetchall()
-    root = _rt.project_root()
+    root = _runtime().project_root()
     manifest = [(rid, rtype, _file_sha256(root, rid) if checksums and rtype == "file" else None)
                 for rid, rtype in members]
     digest = content_hash(manifest)

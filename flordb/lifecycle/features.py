@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flordb.runtime import RUNTIME as _rt
+from flordb.runtime import current as _runtime
 
 if TYPE_CHECKING:
     import pandas
@@ -52,7 +52,7 @@ def feature(name: str, record_type: str = "file", columns: dict[str, type] | Non
             raise FeatureError(f"vocabulary for {c!r}: only str columns take a vocabulary")
     row = _lookup(name)
     if row is None:
-        with _rt.writing() as (conn, _):
+        with _runtime().writing() as (conn, _):
             cur = conn.execute(
                 "INSERT INTO features (name, record_type, columns, vocabulary, created)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -92,7 +92,7 @@ class Feature:
             rows = rows.to_dict("records")
         checked = [(str(r["record_id"]), json.dumps(self._check(
             {k: v for k, v in r.items() if k != "record_id"}))) for r in rows]
-        with _rt.writing() as (conn, run_id):
+        with _runtime().writing() as (conn, run_id):
             who = _script()
             now = time.time()
             conn.executemany(
@@ -122,7 +122,7 @@ class Feature:
         created``, oldest first."""
         import pandas as pd
 
-        with _rt.reading() as conn:
+        with _runtime().reading() as conn:
             rows = conn.execute(
                 "SELECT v.record_id, v.value, v.annotator, v.workflow, v.run_id, r.tstamp,"
                 " v.created FROM feature_values v JOIN runs r ON r.run_id = v.run_id"
@@ -165,7 +165,7 @@ class Feature:
         """:meth:`select`, recording the selection as an input of the current run."""
         chosen = self.select(how, **filters)
         digest = hashlib.sha256(chosen.drop(columns=["created"]).to_csv(index=False).encode())
-        _rt.record_io("input", "feature", self.name, digest.hexdigest())
+        _runtime().record_io("input", "feature", self.name, digest.hexdigest())
         return chosen
 
 
@@ -181,7 +181,7 @@ def _lookup(name: str) -> tuple | None:
     from flordb.store.db import NotAProjectError
 
     try:
-        with _rt.reading() as conn:
+        with _runtime().reading() as conn:
             return conn.execute("SELECT feature_id, record_type, columns, vocabulary FROM"
                                 " features WHERE name = ?", (name,)).fetchone()
     except NotAProjectError:
@@ -221,4 +221,4 @@ def _term(feature: str, column: str, terms: dict[str, list[str]], value: str) ->
 def _script() -> str:
     from flordb.project import script_name
 
-    return script_name(_rt.project)
+    return script_name(_runtime().project)

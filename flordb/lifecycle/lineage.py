@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from typing import TYPE_CHECKING
 
-from flordb.runtime import RUNTIME as _rt
+from flordb.runtime import current as _runtime
 
 if TYPE_CHECKING:
     import sqlite3
@@ -45,7 +45,7 @@ def derived(target: object) -> "pandas.DataFrame":
 def _walk(target: object, upstream: bool) -> "pandas.DataFrame":
     import pandas as pd
 
-    with _rt.reading() as conn:
+    with _runtime().reading() as conn:
         edges = _edges(conn)
         starts = _resolve(conn, target, edges)
         forward: dict[str, set[str]] = defaultdict(set)
@@ -132,7 +132,8 @@ def _resolve(conn: "sqlite3.Connection", target: object,
         return [f"dataset:{text}"]
     if f"feature:{text}" in nodes:
         return [f"feature:{text}"]
-    ref = _rt.project.relative(Path(text).resolve()) if _rt.project is not None else text
+    project = _runtime().project
+    ref = project.relative(Path(text).resolve()) if project is not None else text
     files = sorted(n for n in nodes if n.startswith(f"file:{ref}@") or
                    n.startswith(f"file:{text}@"))
     if files:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from flordb.lifecycle.datasets import DatasetVersion
 from flordb.lifecycle.features import get_feature
-from flordb.runtime import RUNTIME as _rt
+from flordb.runtime import current as _runtime
 
 if TYPE_CHECKING:
     import pandas
@@ -36,14 +36,14 @@ def best(metric: str, mode: str = "max", n: int = 1) -> "pandas.DataFrame":
 
     if mode not in ("max", "min"):
         raise RegistryError(f"mode must be 'max' or 'min', not {mode!r}")
-    _rt.flush()
-    frame = dataframe(_rt.project_root(), [metric])
+    _runtime().flush()
+    frame = dataframe(_runtime().project_root(), [metric])
     frame = frame[pd.to_numeric(frame[metric], errors="coerce").notna()] \
         if metric in frame else frame.iloc[0:0]
     if frame.empty:
         raise RegistryError(f"no numeric value of {metric!r} was logged")
     ranked = frame.sort_values(metric, ascending=mode == "min", kind="stable").head(n)
-    with _rt.reading() as conn:
+    with _runtime().reading() as conn:
         run_ids = dict(conn.execute("SELECT projid || ' ' || tstamp, run_id FROM runs"))
         ranked = ranked.assign(run_id=(ranked["projid"] + " " + ranked["tstamp"]).map(run_ids))
         loops = [c for c in ranked.columns if c not in ("projid", "tstamp", "filename", metric,
@@ -73,7 +73,7 @@ def _checkpoint_of(conn, row: "pandas.Series", outer: str | None) -> tuple[Any, 
         wanted = last
     from flordb.checkpoint import available
 
-    have = available(conn, run, loop_id, _rt.project_root())
+    have = available(conn, run, loop_id, _runtime().project_root())
     return loop_id, it, wanted if wanted in have else None
 
 
@@ -94,14 +94,14 @@ def load_checkpoint(row: "pandas.Series | pandas.DataFrame", **objects: Any) -> 
     if _missing(row.get("checkpoint")):
         raise RegistryError(f"no checkpoint holds the state of that row (run {row['run_id']}): "
                             "it was not taken (see flor.set_epsilon) or was deleted")
-    with _rt.reading() as conn:
-        ck = checkpoint.load(_rt.project_root(), conn, int(row["run_id"]), int(row["loop_id"]),
+    with _runtime().reading() as conn:
+        ck = checkpoint.load(_runtime().project_root(), conn, int(row["run_id"]), int(row["loop_id"]),
                              int(row["checkpoint"]))
     if ck is None or ck.iteration != int(row["checkpoint"]):
         raise RegistryError(f"the checkpoint of run {row['run_id']} at iteration "
                             f"{row['checkpoint']} cannot be read")
     checkpoint.apply(ck, objects)
-    _rt.record_io("input", "checkpoint", f"{ck.run_id}:{ck.loop_id}:{ck.iteration}", None)
+    _runtime().record_io("input", "checkpoint", f"{ck.run_id}:{ck.loop_id}:{ck.iteration}", None)
 
 
 def feature_store(record_type: str, how: str = "newest") -> "pandas.DataFrame":
@@ -109,7 +109,7 @@ def feature_store(record_type: str, how: str = "newest") -> "pandas.DataFrame":
     that type (``<feature>`` when it has one column, else ``<feature>.<column>``)."""
     import pandas as pd
 
-    with _rt.reading() as conn:
+    with _runtime().reading() as conn:
         names = [r[0] for r in conn.execute(
             "SELECT name FROM features WHERE record_type = ? ORDER BY feature_id",
             (record_type,))]
