@@ -19,7 +19,9 @@ every older version on its own and classified by rules that do not use the propa
   structural position of the old version (found by the same rules), lifted over wrappers: e.g.
   ``after_inner`` is right when the statement before it is, or contains, the old inner loop,
   in the old training loop's body (or the function that holds the inner loop);
-- **reported**: propagation declined with a reason;
+- **reported**: propagation declined with a reason, though the old version has the loops the
+  position needs; **no such place** when it does not (no training loop, or no inner loop for
+  the inner positions): declining is then the right answer;
 - **wrong**: placed anywhere else (a silent misplacement).
 
 Run: ``python benchmarks/bench_propagate_real.py [--mirrors DIR] [--limit N] [-v]``. The
@@ -62,6 +64,7 @@ CORPUS = [
     ("pytorch/examples", "time_sequence_prediction/train.py"),
 ]
 POSITIONS = ("before_loops", "epoch_head", "inner_head", "after_inner", "after_loops")
+VERDICTS = ("right", "reported", "absent", "wrong")
 LOOPS = (cst.For, cst.While)
 
 
@@ -340,6 +343,14 @@ def classify(position: str, name: str, patched: str, old: str,
     raise ValueError(position)
 
 
+def has_place(old: str, position: str, like: Like) -> bool:
+    """Whether the old version has the loops ``position`` needs (the training loop; and the
+    inner loop for positions inside or after it)."""
+    sh = shape(cst.parse_module(old), like)
+    return sh.outer is not None and (sh.inner is not None or position not in (
+        "inner_head", "after_inner"))
+
+
 def run(project: str, path: str, repo: Path, limit: int | None, verbose: bool
         ) -> Counter:
     counts: Counter = Counter()
@@ -369,8 +380,10 @@ def run(project: str, path: str, repo: Path, limit: int | None, verbose: bool
                 counts["unparsable"] += 1
                 continue
             p = result.placements[0]
-            verdict = "reported" if p.status == "failed" else \
-                classify(position, name, result.source, old, like, edge)
+            if p.status != "failed":
+                verdict = classify(position, name, result.source, old, like, edge)
+            else:
+                verdict = "reported" if has_place(old, position, like) else "absent"
             counts[(position, verdict)] += 1
             if verbose and verdict != "right":
                 print(f"    {project}:{path} v{k} {position}: {verdict} {p.reason}")
@@ -393,21 +406,21 @@ def main() -> int:
         counts = run(project, path, repo, args.limit, args.verbose)
         n_versions = sum(v for k, v in counts.items() if k != "unparsable") // max(
             1, len({k[0] for k in counts if k != "unparsable"}))
-        right = sum(v for k, v in counts.items() if k[1:] == ("right",))
-        reported = sum(v for k, v in counts.items() if k[1:] == ("reported",))
-        wrong = sum(v for k, v in counts.items() if k[1:] == ("wrong",))
-        print(f"{project}:{path}: {n_versions} older versions, right {right}, reported "
-              f"{reported}, wrong {wrong}")
+        r, p, a, w = (sum(v for k, v in counts.items() if k[1:] == (verdict,))
+                      for verdict in VERDICTS)
+        print(f"{project}:{path}: {n_versions} older versions, right {r}, reported {p}, "
+              f"no such place {a}, wrong {w}")
         total.update(counts)
-    print(f"\n{'position':14s} {'right':>7s} {'reported':>9s} {'wrong':>6s}")
+    print(f"\n{'position':14s} {'right':>7s} {'reported':>9s} {'no place':>9s} {'wrong':>6s}")
     for position in POSITIONS:
-        r, p, w = (total[(position, v)] for v in ("right", "reported", "wrong"))
-        print(f"{position:14s} {r:7d} {p:9d} {w:6d}")
-    r, p, w = (sum(total[(pos, v)] for pos in POSITIONS)
-               for v in ("right", "reported", "wrong"))
-    n = r + p + w
-    print(f"{'all':14s} {r:7d} {p:9d} {w:6d}   right {r / max(n, 1):.1%}, silently wrong "
-          f"{w}, {time.perf_counter() - t0:.1f} s")
+        r, p, a, w = (total[(position, v)] for v in VERDICTS)
+        print(f"{position:14s} {r:7d} {p:9d} {a:9d} {w:6d}")
+    r, p, a, w = (sum(total[(pos, v)] for pos in POSITIONS) for v in VERDICTS)
+    n = r + p + a + w
+    print(f"{'all':14s} {r:7d} {p:9d} {a:9d} {w:6d}")
+    print(f"placed right: {r / max(n, 1):.1%} of all {n}; {r / max(n - a, 1):.1%} of the "
+          f"{n - a} whose old version has the place; silently wrong: {w}; "
+          f"{time.perf_counter() - t0:.1f} s")
     return 0
 
 

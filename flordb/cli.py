@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flordb.errors import FlorError
-
 import argparse
 import sqlite3
 import sys
 from typing import Sequence
+
+from flordb.errors import FlorError
 
 EPILOG = """examples:
   flordb dataframe lr loss           one row per run and loop context
@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="serve a read-only web view of the store",
                         description="Serve runs, metrics, dataframes, replays, datasets and "
                                     "features on http://HOST:PORT (read-only).")
-    ui.add_argument("--port", type=int, default=8765)
+    ui.add_argument("--port", type=port, default=8765, help="1-65535 (default 8765)")
     ui.add_argument("--host", default="127.0.0.1",
                     help="interface to bind (default: this machine only)")
     sub.add_parser("runs", help="the runs of this project")
@@ -219,6 +219,14 @@ def _replay(args: argparse.Namespace) -> int:
     report = execute(root, plan)
     print(report.render())
     return 0 if report.ok else 1
+
+
+def port(text: str) -> int:
+    """A TCP port number, for argparse (which turns the ValueError into one usage line)."""
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(text)
+    return port
 
 
 def _split_names(tokens: list[str]) -> list[str]:

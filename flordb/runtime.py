@@ -17,6 +17,7 @@ import atexit
 import json
 import os
 import signal
+import sqlite3
 import struct
 import sys
 import threading
@@ -94,6 +95,7 @@ class Runtime:
         self.replay_unit = os.environ.get(UNIT_ENV)
         self.replay = None
         self._hooks_installed = False
+        self.stopped = False  # the store could not be written: recording stopped (said once)
         self._warned: set[str] = set()  # names whose values could not be pickled
         self._inherited: list[Any] = []
         self._reset_run()
@@ -148,19 +150,25 @@ class Runtime:
             self._start_timer()
             self._install_hooks()
             return
-        if self.writer is None:
-            self.project_root()
-            if not self.project.in_git:
-                print(f"flordb: {self.project.root} is not inside a git repository: runs are "
-                      "recorded without code snapshots, and replay will need one.",
-                      file=sys.stderr)
-            self.writer = RunWriter(self.project.root)
-        p = self.project
-        filename = _project.script_name(p)
-        parent = os.environ.get("FLORDB_PARENT_RUN")
-        self.run_id, self.tstamp = self.writer.begin(
-            p.projid, filename, list(sys.argv), os.getcwd(),
-            int(parent) if parent else None)
+        if self.stopped:
+            return  # the store cannot be written: nothing is recorded (said once)
+        try:
+            if self.writer is None:
+                self.project_root()
+                if not self.project.in_git:
+                    print(f"flordb: {self.project.root} is not inside a git repository: runs "
+                          "are recorded without code snapshots, and replay will need one.",
+                          file=sys.stderr)
+                self.writer = RunWriter(self.project.root)
+            p = self.project
+            filename = _project.script_name(p)
+            parent = os.environ.get("FLORDB_PARENT_RUN")
+            self.run_id, self.tstamp = self.writer.begin(
+                p.projid, filename, list(sys.argv), os.getcwd(),
+                int(parent) if parent else None)
+        except (sqlite3.Error, OSError) as exc:
+            self._stop_if_fault(exc)
+            return
         self._provenance = threading.Thread(
             target=self._record_provenance,
             args=(p.root, p.in_git, p.projid, self.tstamp, filename, self.run_id),
@@ -263,8 +271,14 @@ class Runtime:
         for fr in list(self.live.values()):
             self._retire(fr, fr.i + 1)
         if self.checkpointer is not None:
-            self.checkpointer.finish()
+            try:
+                self.checkpointer.finish()
+            except (sqlite3.Error, OSError, RuntimeError) as exc:
+                self._stop_if_fault(exc)
         self.flush()
+        if self.stopped:
+            self._abandon_run()
+            return
         for ref, path in self.outputs.items():
             self._record_file("output", ref, path)
         if self._timer_stop is not None:
@@ -281,6 +295,19 @@ class Runtime:
         if error is not None:
             print(f"flordb: could not record the code snapshot/environment of that run: "
                   f"{type(error).__name__}: {error}", file=sys.stderr)
+
+    def _abandon_run(self) -> None:
+        """End a run whose store stopped taking writes: marked failed if the store still
+        takes that one (else the next process that opens it marks it), nothing else."""
+        if self._timer_stop is not None:
+            self._timer_stop.set()
+        if self._provenance is not None:
+            self._provenance.join()
+        try:
+            self.writer.end("failed")
+        except (sqlite3.Error, OSError):
+            pass  # the line printed when recording stopped says why
+        self._reset_run()
 
     # ----------------------------------------------------------------- logging
     def log_slow(self, name: str, value: Any) -> Any:
@@ -452,10 +479,14 @@ class Runtime:
             del fr.values[:]  # in place: the loop generator holds this list
 
     def _outer_boundary(self, fr: Frame, done: int) -> None:
-        if self.enrolled:
-            if self.checkpointer is None:
-                self.checkpointer = checkpoint.Checkpointer(self.project_root(), self.epsilon)
-            self.checkpointer.boundary(self.run_id, fr, done, self.enrolled)
+        if self.enrolled and not self.stopped:
+            try:
+                if self.checkpointer is None:
+                    self.checkpointer = checkpoint.Checkpointer(self.project_root(),
+                                                                self.epsilon)
+                self.checkpointer.boundary(self.run_id, fr, done, self.enrolled)
+            except (sqlite3.Error, OSError, RuntimeError) as exc:
+                self._stop_if_fault(exc)
         if self.flush_due:
             if self.echo:
                 self._echo(fr)
@@ -480,6 +511,9 @@ class Runtime:
     def flush(self) -> None:
         """Write every buffered value of the active run in one transaction."""
         self.flush_due = False
+        if self.stopped:
+            self._drop_pending()
+            return
         if self.run_id is None or self._flushing:
             return
         self._flushing = True
@@ -495,6 +529,9 @@ class Runtime:
             if batch:
                 try:
                     self.writer.flush(batch)
+                except (sqlite3.Error, OSError) as exc:
+                    self.pending = batch  # kept if this is a bug, raised below
+                    self._stop_if_fault(exc)
                 except BaseException:
                     self.pending = batch  # keep the values for a later try or the error
                     raise
@@ -502,6 +539,30 @@ class Runtime:
             self._flushing = False
         if self._terminate:
             self._die_by_sigterm()
+
+    def _stop_if_fault(self, exc: BaseException) -> None:
+        """When ``exc`` is the store failing (full disk, read-only, damaged), stop recording
+        with one line and let the script go on; anything else is a bug and is raised."""
+        from flordb.store.db import store_dir, store_fault
+
+        cause = store_fault(exc)
+        if cause is None:
+            raise exc
+        if not self.stopped:
+            self.stopped = True
+            where = store_dir(self.project.root) if self.project is not None else "the store"
+            print(f"flordb: recording stopped: cannot write to {where}: {cause}. What was "
+                  f"written before is kept; values logged from now on are not stored.",
+                  file=sys.stderr)
+        self._drop_pending()
+
+    def _drop_pending(self) -> None:
+        self.pending = Batch()
+        self.pending_values = 0
+        for fr in (self.top, *self.live.values()):
+            for table in (fr.floats, fr.ints):
+                for s in table.values():
+                    del s.vals[:], s.iters[:]
 
     def _timing_rows(self) -> list[tuple]:
         """``loop_timing`` rows: totals per loop; outer loops add checkpointer statistics."""

@@ -178,3 +178,79 @@ def test_a_read_only_store_can_be_read(repo, tmp_path):
         subprocess.run(["umount", str(store)], check=True)
     assert {p.name: p.read_bytes() for p in store.iterdir() if p.is_file()
             and p.name in before} == before
+
+
+FILLS_THE_DISK = '''
+import numpy as np
+import flordb as flor
+flor.log("before", 1.0)
+flor.commit()
+big = np.random.default_rng(0).random(100_000)  # 800 kB a checkpoint
+with flor.checkpointing(big=big):
+    for epoch in flor.loop("epoch", range(30)):
+        big += 1
+        for i in range(20_000):
+            flor.log("x", float(i))
+print("training finished")
+'''
+
+
+@pytest.mark.skipif(not _can_mount(), reason="needs root to mount a small tmpfs")
+def test_a_full_disk_is_one_line_and_loses_nothing_written(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"tmpfs mounts are not permitted here: {done.stderr.decode().strip()}")
+    try:
+        repo = make_repo(disk / "proj")
+        proc = run_script(repo, FILLS_THE_DISK, check=False)
+        assert proc.returncode == 0 and "training finished" in proc.stdout  # training goes on
+        assert proc.stderr.strip().count("\n") == 0, proc.stderr  # one line
+        assert "the disk is full" in proc.stderr
+        from flordb.store.frames import dataframe
+
+        assert dataframe(repo, ["before"])["before"].tolist() == [1.0]  # the earlier run
+        conn = sqlite3.connect(store_dir(repo) / "flor.db")
+        try:
+            statuses = [s for (s,) in conn.execute("SELECT status FROM runs ORDER BY run_id")]
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        finally:
+            conn.close()
+        assert statuses[0] == "completed" and statuses[1] in ("failed", "running")
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)
+
+
+def test_a_damaged_store_is_one_line_for_writes_and_reads(repo):
+    run_script(repo, "import flordb as flor\nflor.log('a', 1.0)\n")
+    db = store_dir(repo) / "flor.db"
+    with open(db, "r+b") as f:
+        f.write(b"not a database " * 10)
+    for extra in ("-wal", "-shm"):
+        Path(f"{db}{extra}").unlink(missing_ok=True)
+    proc = run_script(repo, "import flordb as flor\nflor.log('a', 2.0)\nprint('went on')\n",
+                      check=False)
+    assert proc.returncode == 0 and "went on" in proc.stdout
+    assert proc.stderr.count("\n") == 1 and "the store is damaged" in proc.stderr
+    cli = subprocess.run([sys.executable, "-m", "flordb", "dataframe", "a"], cwd=repo,
+                         capture_output=True, text=True)
+    assert cli.returncode == 2 and cli.stderr.count("\n") == 1, cli.stderr
+
+
+def test_small_faults_are_one_clear_line(hostile, tmp_path):
+    repo, _ = hostile
+    attach = subprocess.run([sys.executable, "-m", "flordb", "query",
+                             f"ATTACH DATABASE '{tmp_path / 'made.db'}' AS a"], cwd=repo,
+                            capture_output=True, text=True)
+    assert attach.returncode == 2 and "not authorized" in attach.stderr
+    assert not (tmp_path / "made.db").exists()
+    client = create_app(repo).test_client()
+    for url in (f"/runs/{2**70}", f"/runs/{2**70}/diff"):
+        assert client.get(url).status_code == 404
+    for bad in ("-1", "99999", "x"):
+        proc = subprocess.run([sys.executable, "-m", "flordb", "ui", "--port", bad], cwd=repo,
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2 and "invalid port value" in proc.stderr
+        assert "Traceback" not in proc.stderr

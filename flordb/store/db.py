@@ -84,6 +84,34 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already (a full disk)
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the original error says what went wrong; this one would hide it
         raise
     conn.execute("COMMIT")
+
+
+#: errno values (and SQLite messages) that mean the store cannot be written, not a bug.
+_FAULT_ERRNOS = {28: "the disk is full", 30: "the file system is read-only",
+                 13: "permission denied", 5: "an I/O error", 122: "the disk quota is exceeded"}
+_FAULT_MESSAGES = {"disk is full": "the disk is full", "readonly database":
+                   "the store is read-only", "disk i/o error": "an I/O error",
+                   "unable to open database": "the store cannot be opened",
+                   "malformed": "the store is damaged", "not a database": "the store is damaged"}
+
+
+def store_fault(exc: BaseException) -> str | None:
+    """What went wrong, in a few words, when ``exc`` is the store failing (full disk,
+    read-only, damaged, I/O) rather than a bug; None otherwise."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _FAULT_ERRNOS:
+            return _FAULT_ERRNOS[exc.errno]
+        if isinstance(exc, sqlite3.Error):
+            text = str(exc).lower()
+            for key, cause in _FAULT_MESSAGES.items():
+                if key in text:
+                    return cause
+        exc = exc.__cause__
+    return None

@@ -7,6 +7,7 @@ query makes, it runs in its own transaction, and it is paid once per chunk.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from flordb.store.db import connect_reader, connect_writer, write_transaction
 def query(root: Path, sql: str, params: tuple[Any, ...] = ()) -> pd.DataFrame:
     """Run ``sql`` on a ``query_only`` connection and return the rows as a DataFrame."""
     conn = connect_reader(root)
+    conn.set_authorizer(_no_attach)
     try:
         if "logs" in sql.lower() or "series_rows" in sql.lower():
             if conn.execute("PRAGMA query_only").fetchone() and not _writable(root):
@@ -27,6 +29,12 @@ def query(root: Path, sql: str, params: tuple[Any, ...] = ()) -> pd.DataFrame:
         return pd.read_sql_query(sql, conn, params=params)
     finally:
         conn.close()
+
+
+def _no_attach(action: int, *args: Any) -> int:
+    """``ATTACH`` would create a database file: a read-only query may not."""
+    return sqlite3.SQLITE_DENY if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH) \
+        else sqlite3.SQLITE_OK
 
 
 def _writable(root: Path) -> bool:

@@ -76,6 +76,12 @@ def create_app(root: Path) -> Flask:
                 last_of[filename] = run_id
         return render_template("runs.html", title="Runs", runs=table)
 
+    @app.before_request
+    def ids_in_range():
+        run_id = (request.view_args or {}).get("run_id")
+        if isinstance(run_id, int) and not 0 < run_id < 2**63:
+            abort(404, f"no run {run_id}")
+
     @app.get("/runs/<int:run_id>")
     def run(run_id: int):
         with reader() as conn:
