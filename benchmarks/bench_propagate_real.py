@@ -180,6 +180,8 @@ def shape(module: cst.Module, like: Like | None = None) -> Shape:
     if like is None:
         return _by_structure(module, statements)
     loops = [(n, scope(a)) for n, a in statements if isinstance(n.stmt, LOOPS)]
+    outermost = {id(n.stmt) for n, a in statements if isinstance(n.stmt, LOOPS)
+                 and not any(isinstance(x, LOOPS) for x in a)}
     same = [[n for n, sc in loops if (header(module, n.stmt), sc) == h] for h in like]
     for k, (h, sc) in enumerate(like):  # else the one loop with the same target, or iterable
         for part in (0, -1):
@@ -191,6 +193,10 @@ def shape(module: cst.Module, like: Like | None = None) -> Shape:
                 if len(found := [n for n, s in alike if keep(s)]) == 1:
                     same[k] = found
                     break
+        if len(same[k]) != 1 and sc:  # else the one loop of the same function, not nested
+            found = [n for n, s in loops if s == sc and id(n.stmt) in outermost]
+            if len(found) == 1:
+                same[k] = found
     if all(len(x) == 1 for x in same):
         return Shape(statements, same[0][0], same[1][0])
     found = _by_structure(module, statements)
@@ -306,6 +312,8 @@ def classify(position: str, name: str, patched: str, old: str,
     if len(hit) != 1:
         return "wrong"
     rest = "".join(line for k, line in enumerate(lines) if k != hit[0])
+    if not old.endswith("\n"):
+        old += "\n"  # a statement after the last line needs that line ended
     added = [line for line in difflib.ndiff(old.splitlines(True), rest.splitlines(True))
              if line[:2] in ("+ ", "- ")]
     if any(not (a.startswith("+ import flor") or a.startswith("+ from flor")) for a in added):

@@ -26,7 +26,7 @@ from flordb.hindsight.gumtree import Mapping, Tree, match
 _ENCLOSING = ("For", "While", "With", "FunctionDef", "If", "Try")
 #: Compound statements that run their block at most once: a statement found in one that the
 #: old version lacks may go where the old version has its neighbours.
-_WRAPPERS = ("If", "Else", "With", "Try", "Finally")
+_WRAPPERS = ("If", "Else", "With", "Try", "Finally", "FunctionDef")
 
 
 class ParseError(ValueError):
@@ -316,9 +316,15 @@ def _anchor_keys(parsed: _Parsed) -> dict[tuple[str, str], Tree]:
             key = ("loop", name) if name is not None else None
         if key is not None:
             found.setdefault(key, []).append(t)
-            if key[0] == "loop":  # a flor.loop is also a plain loop: never anchored twice
-                found.setdefault(("for", _scope_name(t), _EMPTY.code_for_node(node.target)),
-                                 []).append(t)
+        if isinstance(node, cst.For):
+            target = _EMPTY.code_for_node(node.target)
+            if key is not None and key[0] == "loop":  # a flor.loop is a plain loop too
+                found.setdefault(("for", _scope_name(t), target), []).append(t)
+            # Code moved into (or out of) a function: the variable, unique in the file.
+            found.setdefault(("for*", target), []).append(t)
+            # Rewritten from scratch: the one loop of a function is still that function's loop.
+            if _scope_name(t):
+                found.setdefault(("only-for", _scope_name(t)), []).append(t)
     for call, name in parsed.log_calls:
         stmt = _statement_of(parsed, call)
         if name is not None and stmt is not None:
