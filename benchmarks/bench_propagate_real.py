@@ -312,10 +312,10 @@ def classify(position: str, name: str, patched: str, old: str,
     if len(hit) != 1:
         return "wrong"
     rest = "".join(line for k, line in enumerate(lines) if k != hit[0])
-    if not old.endswith("\n"):
-        old += "\n"  # a statement after the last line needs that line ended
-    added = [line for line in difflib.ndiff(old.splitlines(True), rest.splitlines(True))
-             if line[:2] in ("+ ", "- ")]
+    # A statement after a last line that has no newline needs that line ended.
+    added = min(([line for line in difflib.ndiff(o.splitlines(True), rest.splitlines(True))
+                  if line[:2] in ("+ ", "- ")] for o in {old, old.rstrip("\n") + "\n"}),
+                key=len)
     if any(not (a.startswith("+ import flor") or a.startswith("+ from flor")) for a in added):
         return "wrong"  # anything but the statement and a flor import changed
     module = cst.parse_module(patched)

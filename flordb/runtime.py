@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from flordb import capture as _capture
 from flordb import checkpoint, settings
 from flordb import state as _state
 from flordb import values as _values
@@ -124,6 +125,7 @@ class Runtime:
         self._provenance: threading.Thread | None = None
         self._provenance_error: BaseException | None = None
         self._timer_stop: threading.Event | None = None
+        self.capture: _capture.Capture | None = None  # what the run prints and logs
 
     def project_root(self) -> Path:
         """The root of the project this process reads and records."""
@@ -169,6 +171,9 @@ class Runtime:
         except (sqlite3.Error, OSError) as exc:
             self._stop_if_fault(exc)
             return
+        if self.main and _capture.enabled():
+            self.capture = _capture.Capture()
+            self.capture.start()
         self._provenance = threading.Thread(
             target=self._record_provenance,
             args=(p.root, p.in_git, p.projid, self.tstamp, filename, self.run_id),
@@ -275,6 +280,8 @@ class Runtime:
                 self.checkpointer.finish()
             except (sqlite3.Error, OSError, RuntimeError) as exc:
                 self._stop_if_fault(exc)
+        if self.capture is not None:
+            self.capture.stop()  # its last lines go with the final flush
         self.flush()
         if self.stopped:
             self._abandon_run()
@@ -524,6 +531,8 @@ class Runtime:
                         self._seal(fr, s)
                 self._take_values(fr)
             self.pending.timing = self._timing_rows()
+            if self.capture is not None:
+                self.pending.output.extend(self.capture.take())
             batch, self.pending = self.pending, Batch()
             self.pending_values = 0
             if batch:

@@ -14,6 +14,7 @@ NUMBERS: dict[str, tuple[float, str]] = {
     "FLORDB_FLUSH_S": (1.0, "seconds between flushes of logged values"),
     "FLORDB_EPSILON": (1 / 15, "bound on checkpoint cost as a fraction of compute"),
     "FLORDB_MAX_FILE_MB": (20.0, "largest file included in a code snapshot"),
+    "FLORDB_CAPTURE_MB": (10.0, "output (stdout, stderr, logging) kept per run"),
 }
 
 

@@ -275,8 +275,21 @@ CREATE VIEW executions AS
     FROM runs;
 """
 
+_V5 = """
+CREATE TABLE run_output (
+    run_id INTEGER NOT NULL REFERENCES runs (run_id),
+    seq    INTEGER NOT NULL,
+    at     REAL NOT NULL,
+    stream TEXT NOT NULL CHECK (stream IN ('stdout', 'stderr', 'logging')),
+    level  TEXT,
+    logger TEXT,
+    text   TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+"""
+
 #: MIGRATIONS[i] takes the store from schema version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

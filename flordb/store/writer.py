@@ -29,10 +29,11 @@ class Batch:
     chunks: list[Chunk] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
     timing: list[tuple] = field(default_factory=list)
+    output: list[tuple] = field(default_factory=list)  # flordb.capture.Line rows
 
     def __bool__(self) -> bool:
         return bool(self.loops_new or self.loops_ended or self.loop_values or self.chunks
-                    or self.records or self.timing)
+                    or self.records or self.timing or self.output)
 
     def n_values(self) -> int:
         return sum(c[4] for c in self.chunks) + len(self.records)
@@ -130,6 +131,10 @@ class RunWriter:
                     "INSERT INTO records (run_id, loop_id, iter, seq, name, value, vtype, repr,"
                     " kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(run, *row) for row in batch.records])
+            if batch.output:
+                c.executemany(
+                    "INSERT INTO run_output (run_id, seq, at, stream, level, logger, text)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", [(run, *row) for row in batch.output])
             if batch.timing:
                 c.executemany(
                     "INSERT OR REPLACE INTO loop_timing (run_id, name, depth, instances,"

@@ -30,6 +30,10 @@ MAX_ROWS = 500
 MAX_DIFF_BYTES = 200_000
 
 
+#: The last lines of a run's output shown on its page (all of it: ``flor.query``).
+OUTPUT_LINES = 500
+
+
 def create_app(root: Path) -> Flask:
     """The web view of the store of the project at ``root``."""
     app = Flask(__name__)
@@ -105,6 +109,10 @@ def create_app(root: Path) -> Flask:
                 "SELECT direction, kind, ref, checksum FROM run_io WHERE run_id = ?"
                 " ORDER BY direction, kind, ref", (run_id,))]
             args = recorded_args(conn, run_id).get(run_id, {})
+            output = [dict(stream=st, level=lv or "", logger=lg or "", text=tx)
+                      for st, lv, lg, tx in reversed(conn.execute(
+                          "SELECT stream, level, logger, text FROM run_output WHERE run_id = ?"
+                          " ORDER BY seq DESC LIMIT ?", (run_id, OUTPUT_LINES)).fetchall())]
         environment = json.loads(env[0]) if env else {}
         details = [
             ("started", run["tstamp"]), ("script", run["filename"]),
@@ -118,7 +126,8 @@ def create_app(root: Path) -> Flask:
             ("accelerators", json.dumps(environment.get("accelerators", {}))),
         ]
         return render_template("run.html", title=f"Run {run_id}", run=run, details=details,
-                               names=names, ios=ios)
+                               names=names, ios=ios, output=output,
+                               output_lines=OUTPUT_LINES)
 
     @app.get("/runs/<int:run_id>/diff")
     def diff(run_id: int):
