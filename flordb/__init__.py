@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
 from flordb import kwargs as _kwargs
 from flordb import notebook as _notebook
 from flordb import utils
+from flordb.errors import FlorError
 from flordb.runtime import CHUNK as _CHUNK
 from flordb.runtime import _MAIN_THREAD
 from flordb.runtime import RUNTIME as _rt
@@ -37,10 +38,10 @@ if TYPE_CHECKING:
     from flordb.lifecycle.datasets import Dataset
     from flordb.lifecycle.features import Feature
 
-__all__ = ["log", "arg", "loop", "iteration", "checkpointing", "set_epsilon", "commit", "dataframe",
-           "query", "replay", "input", "output", "executions", "dataset", "datasets", "feature",
-           "lineage", "derived", "best", "load_checkpoint", "feature_store", "training_data",
-           "plot"]
+__all__ = ["log", "arg", "loop", "iteration", "checkpointing", "set_epsilon", "commit",
+           "dataframe", "pivot", "query", "replay", "input", "output", "executions", "dataset",
+           "datasets", "feature", "lineage", "derived", "best", "load_checkpoint",
+           "feature_store", "training_data", "plot", "utils", "FlorError"]
 __version__ = "0.1.0"
 
 T = TypeVar("T")
@@ -178,6 +179,12 @@ def dataframe(*names: str) -> "pandas.DataFrame":
     frame = frames.dataframe(rt.project_root(), names)
     frame["tstamp"] = pd.to_datetime(frame["tstamp"])
     return frame
+
+
+def pivot(*names: str) -> "pandas.DataFrame":
+    """FlorDB's older name for :func:`dataframe` (used in its tutorial's notebooks): the same
+    frame, one row per logged value with the loop columns."""
+    return dataframe(*names)
 
 
 def query(sql: str, params: Iterable[Any] = ()) -> "pandas.DataFrame":

@@ -117,6 +117,7 @@ class Checkpointer:
         self.root = root
         self.store = store_dir(root)
         objects.objects_dir(self.store).mkdir(parents=True, exist_ok=True)
+        objects.sweep_stale(self.store)
         self.epsilon = epsilon
         self.background_min_bytes = background_min_bytes
         self.loops: dict[int, LoopStats] = {}

@@ -141,10 +141,19 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(_first_line(exc)) from None
         _print(frame, csv=args.csv)
     elif args.command == "runs":
-        _print(flordb.query(
+        from flordb.store.db import connect_reader
+        from flordb.store.writer import dead_runs
+
+        frame = flordb.query(
             "SELECT run_id, tstamp, filename, status, ROUND(COALESCE(ended, started) - started, 3)"
             " AS seconds, n_values, substr(snapshot, 1, 10) AS snapshot, git_dirty AS dirty"
-            " FROM runs ORDER BY run_id"))
+            " FROM runs ORDER BY run_id")
+        conn = connect_reader(flordb._rt.project_root())
+        try:
+            frame.loc[frame["run_id"].isin(dead_runs(conn)), "status"] = "killed"
+        finally:
+            conn.close()
+        _print(frame)
     elif args.command == "stat":
         _stat()
     elif args.command == "propagate":

@@ -300,8 +300,11 @@ class Runtime:
             print(f"flordb: run {self.tstamp} {status}: {n:,} values", file=sys.stderr)
         self._reset_run()
         if error is not None:
+            why = (str(error).strip().splitlines() or [""])[0]
+            if isinstance(error, ImportError) and "git" in why.lower():
+                why = "git is not installed or not on PATH (" + why + ")"
             print(f"flordb: could not record the code snapshot/environment of that run: "
-                  f"{type(error).__name__}: {error}", file=sys.stderr)
+                  f"{type(error).__name__}: {why}", file=sys.stderr)
 
     def _abandon_run(self) -> None:
         """End a run whose store stopped taking writes: marked failed if the store still

@@ -254,3 +254,35 @@ def test_small_faults_are_one_clear_line(hostile, tmp_path):
                               capture_output=True, text=True, timeout=30)
         assert proc.returncode == 2 and "invalid port value" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_a_killed_run_is_shown_killed_before_anyone_records(repo):
+    proc = subprocess.Popen([sys.executable, "-c", (
+        "import time, flordb as flor\n"
+        "for i in flor.loop('i', range(10**6)):\n"
+        "    flor.log('x', float(i)); time.sleep(0.01)\n")], cwd=repo,
+        env={**os.environ, "FLORDB_ECHO": "0", "FLORDB_FLUSH_S": "0.05"})
+    import time
+
+    db = store_dir(repo) / "flor.db"
+    for _ in range(200):
+        time.sleep(0.05)
+        if db.exists():
+            break
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    runs = subprocess.run([sys.executable, "-m", "flordb", "runs"], cwd=repo,
+                          capture_output=True, text=True)
+    assert runs.returncode == 0 and "killed" in runs.stdout, runs.stdout + runs.stderr
+    page = create_app(repo).test_client().get("/").get_data(as_text=True)
+    assert "killed" in page
+    from flordb.store.db import connect_reader
+    from flordb.store.executions import executions
+
+    conn = connect_reader(repo)
+    try:
+        assert executions(conn)["status"].tolist() == ["killed"]
+        assert conn.execute("SELECT status FROM runs").fetchall() == [("running",)]  # unwritten
+    finally:
+        conn.close()

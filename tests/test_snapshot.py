@@ -128,3 +128,33 @@ def test_edit_in_the_same_second_as_the_index_is_still_snapshotted(repo):
         path.write_text("lr = 0.2\n")
         snap = snapshot.take(repo, f"racy{i}", "racy edit")
         assert git(repo, "show", f"{snap.commit}:{path.name}") == "lr = 0.2\n", i
+
+
+def test_flordb_refs_do_not_run_the_users_hooks(repo):
+    hook = repo / ".git" / "hooks" / "reference-transaction"
+    calls = repo.parent / "hook-calls"
+    hook.write_text(f"#!/bin/sh\necho \"$1\" >> {calls}\n")
+    hook.chmod(0o755)
+    run_script(repo, "import flordb as flor\nflor.log('a', 1.0)\n")
+    assert git(repo, "for-each-ref", "refs/flor/").strip()  # the snapshot ref exists
+    assert not calls.exists()
+
+
+def test_temporary_files_left_by_killed_writers_are_swept(repo):
+    import os
+    import time
+
+    from flordb.store.db import store_dir
+
+    run_script(repo, "import flordb as flor\nflor.log('a', 1.0)\n")
+    objects = store_dir(repo) / "objects" / "ab"
+    objects.mkdir(parents=True)
+    old, young = objects / ".tmp-old", objects / ".tmp-young"
+    old.write_bytes(b"x" * 1000)
+    young.write_bytes(b"x")
+    past = time.time() - 2 * 3600
+    os.utime(old, (past, past))
+    run_script(repo, "import numpy as np, flordb as flor\nw = np.zeros(3)\n"
+                     "with flor.checkpointing(w=w):\n"
+                     "    for i in flor.loop('i', range(2)):\n        w += 1\n")
+    assert not old.exists() and young.exists()  # a young one may be a live writer's

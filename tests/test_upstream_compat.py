@@ -46,6 +46,18 @@ print(repr(flor.arg("epochs")), repr(flor.arg("flag", False)), repr(flor.arg("lr
     assert lines[2] == "'5' True 0.001"
 
 
+def test_the_public_names(repo):
+    import flordb
+
+    assert flordb.__all__ == [
+        "log", "arg", "loop", "iteration", "checkpointing", "set_epsilon", "commit",
+        "dataframe", "pivot", "query", "replay", "input", "output", "executions", "dataset",
+        "datasets", "feature", "lineage", "derived", "best", "load_checkpoint",
+        "feature_store", "training_data", "plot", "utils", "FlorError"]
+    assert all(hasattr(flordb, n) for n in flordb.__all__)
+    assert issubclass(flordb.errors.UntrustedStoreError, flordb.FlorError)
+
+
 def test_every_value_is_a_row(repo):
     run_script(repo, '''
 import flordb as flor
@@ -57,6 +69,8 @@ for epoch in flor.loop("epoch", range(3)):
     from flordb.store.frames import dataframe
 
     frame = dataframe(repo, ["loss", "acc"])
+    pivot = run_script(repo, "import flordb as flor\nprint(len(flor.pivot('loss', 'acc')))\n")
+    assert pivot.stdout.strip() == str(len(frame))  # FlorDB's older name, the same frame
     assert frame["loss"].tolist() == [float(e * 10 + b) for e in range(3) for b in range(4)]
     assert frame["epoch"].tolist() == [e + 1 for e in range(3) for _ in range(4)]
     # The k-th values of names logged in one context share a row: acc with the first loss.

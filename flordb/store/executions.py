@@ -7,6 +7,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from flordb import values as _values
+from flordb.store.writer import dead_runs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,6 +35,7 @@ def executions(conn: sqlite3.Connection) -> "pd.DataFrame":
         " FROM executions e LEFT JOIN environments env ON env.env_hash = e.env_hash"
         " ORDER BY e.run_id", conn)
     args = recorded_args(conn)
+    frame.loc[frame["run_id"].isin(dead_runs(conn)), "status"] = "killed"
     counts: dict[tuple[int, str], int] = {}
     for run, what, n in conn.execute(
             "SELECT run_id, direction, COUNT(*) FROM run_io GROUP BY run_id, direction"

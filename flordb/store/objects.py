@@ -44,6 +44,27 @@ def put(store: Path, data: bytes) -> str:
     return digest
 
 
+#: A temporary object file older than this was left by a writer that died (seconds).
+STALE_TMP_S = 3600.0
+
+
+def sweep_stale(store: Path) -> int:
+    """Delete temporary object files that writers killed mid-write left behind; returns how
+    many. Files younger than :data:`STALE_TMP_S` may belong to a live writer and are kept."""
+    import time
+
+    cutoff = time.time() - STALE_TMP_S
+    removed = 0
+    for tmp in objects_dir(store).glob("*/.tmp-*"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass  # another process swept it
+    return removed
+
+
 def exists(store: Path, digest: str) -> bool:
     """Whether the file of object ``digest`` is present (its bytes are checked by :func:`get`)."""
     return (objects_dir(store) / digest[:2] / digest).is_file()

@@ -41,6 +41,19 @@ def commit_id(value: object) -> str:
                           "the store is damaged or was altered")
 
 
+def _sweep_stale_indexes(max_age_s: float = 3600.0) -> None:
+    """Remove temporary index directories that snapshots killed mid-way left behind."""
+    import time
+
+    cutoff = time.time() - max_age_s
+    for stale in Path(tempfile.gettempdir()).glob("flordb-index-*"):
+        try:
+            if stale.stat().st_mtime < cutoff:
+                shutil.rmtree(stale, ignore_errors=True)
+        except FileNotFoundError:
+            pass
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The snapshot commit of a run, the user's HEAD then, and whether the tree differed."""
@@ -58,6 +71,7 @@ def take(root: Path, ref_name: str, message: str) -> Snapshot:
     g = repo.git
     head = _rev(g, "HEAD")
     max_bytes = settings.number("FLORDB_MAX_FILE_MB") * 2**20
+    _sweep_stale_indexes()
     tmpdir = tempfile.mkdtemp(prefix="flordb-index-")
     try:
         index = os.path.join(tmpdir, "index")
@@ -75,7 +89,10 @@ def take(root: Path, ref_name: str, message: str) -> Snapshot:
         tree = g.execute(["git", "write-tree"], env=env)
         parents = ["-p", head] if head else []
         commit = g.execute(["git", "commit-tree", tree, *parents, "-m", message], env=env)
-        g.update_ref(SNAPSHOT_REF_PREFIX + ref_name, commit)
+        # flordb's own ref is no event of the user's: their hooks (reference-transaction) do
+        # not run for it.
+        g.execute(["git", "-c", "core.hooksPath=/dev/null", "update-ref",
+                   SNAPSHOT_REF_PREFIX + ref_name, commit])
         dirty = head is None or tree != _rev(g, "HEAD^{tree}")
         return Snapshot(commit=commit, head=head, dirty=dirty)
     finally:

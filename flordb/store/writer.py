@@ -59,13 +59,18 @@ def pid_alive(pid: int, start: str | None) -> bool:
     return start is None or process_start_time(pid) in (None, start)
 
 
-def reap_dead_runs(conn: sqlite3.Connection) -> int:
-    """Mark ``killed`` every ``running`` run of this host whose process no longer exists."""
-    host = socket.gethostname()
+def dead_runs(conn: sqlite3.Connection) -> set[int]:
+    """The ``running`` runs of this host whose process no longer exists: killed, whether or
+    not a writer has marked them yet (readers show them so without writing)."""
     rows = conn.execute(
         "SELECT run_id, pid, pid_start FROM runs WHERE status = 'running' AND host = ?",
-        (host,)).fetchall()
-    dead = [(r,) for r, pid, start in rows if not pid_alive(pid, start)]
+        (socket.gethostname(),)).fetchall()
+    return {r for r, pid, start in rows if pid is not None and not pid_alive(pid, start)}
+
+
+def reap_dead_runs(conn: sqlite3.Connection) -> int:
+    """Mark ``killed`` every ``running`` run of this host whose process no longer exists."""
+    dead = [(r,) for r in sorted(dead_runs(conn))]
     if dead:
         with write_transaction(conn):
             conn.executemany(

@@ -22,6 +22,7 @@ from flask import Flask, Response, abort, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from flordb.store.db import connect_reader
+from flordb.store.writer import dead_runs
 from flordb.store.executions import recorded_args
 
 #: Filter operators of the dataframe page.
@@ -69,11 +70,13 @@ def create_app(root: Path) -> Flask:
                 "SELECT run_id, tstamp, filename, status, started, ended, n_values, snapshot"
                 " FROM runs ORDER BY run_id").fetchall()
             args = recorded_args(conn)
+            dead = dead_runs(conn)
         last_of: dict[str, int] = {}
         table = []
         for run_id, tstamp, filename, status, started, ended, n, snapshot in rows:
             table.append(dict(
-                run_id=run_id, tstamp=tstamp, filename=filename, status=status,
+                run_id=run_id, tstamp=tstamp, filename=filename,
+                status="killed" if run_id in dead else status,
                 seconds=f"{(ended or started) - started:.1f}", n_values=n, snapshot=snapshot,
                 args=args.get(run_id, {}), previous=last_of.get(filename)))
             if snapshot:
@@ -98,6 +101,8 @@ def create_app(root: Path) -> Flask:
             run = dict(zip(("run_id", "projid", "tstamp", "filename", "status", "started",
                             "ended", "argv", "cwd", "snapshot", "git_head", "git_dirty",
                             "host", "env_hash"), row))
+            if run_id in dead_runs(conn):
+                run["status"] = "killed"
             env = conn.execute("SELECT env FROM environments WHERE env_hash = ?",
                                (run["env_hash"],)).fetchone()
             names = [dict(name=n, source=s, count=c) for n, s, c in conn.execute(
