@@ -97,6 +97,8 @@ class Replayer:
             if self._skips(fr):
                 self._restore(rt, self.main.i + 1)
                 return
+            if self._done_at(fr):
+                self.finish(rt)  # a cross-check that has what it compares
             for x in iterable:
                 fr.i = n
                 n += 1
@@ -112,6 +114,12 @@ class Replayer:
         return (self.directive.skip_inner and main is not None and fr.depth >= 2
                 and self.top_of.get(fr.loop_id, (None,))[0] == main.loop_id
                 and main.i + 1 in self.available)
+
+    def _done_at(self, fr: Frame) -> bool:
+        d, main = self.directive, self.main
+        return (d.stop_at_inner and main is not None and fr.depth >= 2
+                and self.top_of.get(fr.loop_id, (None,))[0] == main.loop_id
+                and main.i == d.stop - 1)
 
     def _main(self, rt: Runtime, fr: Frame, iterable: Iterable[Any]) -> Iterator[Any]:
         d = self.directive

@@ -177,3 +177,34 @@ def flor_frame(repo, names):
     from flordb.store.frames import dataframe
 
     return dataframe(repo, names)
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF,
+                                      blacklist_categories=()), max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_any_name_is_accepted_or_refused_at_log_time(name):
+    """A name is refused right away (BadNameError) exactly when SQLite could not store it."""
+    from flordb.errors import BadNameError
+    from flordb.runtime import _check_name
+
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        with pytest.raises(BadNameError):
+            _check_name(name, "flor.log")
+    else:
+        _check_name(name, "flor.log")
+
+
+def test_awkward_names_round_trip(repo):
+    from conftest import run_script
+
+    names = ["nul\x00inside", "x" * 10_000, "émoji 🚀", "'; DROP TABLE runs; --", " "]
+    run_script(repo, f"""
+import flordb as flor
+for i in flor.loop("i", range(2)):
+    for n in {names!r}:
+        flor.log(n, float(i))
+""")
+    frame = flor_frame(repo, names)
+    assert [frame[n].tolist() for n in names] == [[0.0, 1.0]] * len(names)

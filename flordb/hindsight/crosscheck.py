@@ -62,19 +62,19 @@ class Verdict:
 
 def compare(conn: sqlite3.Connection, verify: Directive, units: list[Directive]) -> Verdict:
     """Compare the pending values of ``verify`` with those of ``units`` at its iteration."""
-    verdict = Verdict(verify.run_id, verify.start)
+    verdict = Verdict(verify.run_id, verify.stop - 1)
     executed = values_where(conn, "source = 'pending' AND unit = ?", [verify.unit_id])
     ids = [u.unit_id for u in units]
     restored = values_where(conn, f"source = 'pending' AND unit IN ({','.join('?' * len(ids))})",
-                      ids)
-    at = _contexts_at(conn, verify.run_id, verify.main_loop_id, verify.start)
+                            ids)
+    at = _contexts_at(conn, verify.run_id, verify.main_loop_id, verify.start, verify.stop)
     restored = {k: v for k, v in restored.items() if k[1] in at and
-                (k[1] != verify.main_loop_id or k[2] == verify.start)}
+                (k[1] != verify.main_loop_id or verify.start <= k[2] < verify.stop)}
+    # Every new value the execution computed must have its restored counterpart; re-executed
+    # recorded names are compared where both sides computed them (a skipped inner loop
+    # computes none of its own, and a cross-check may stop before the last inner loop).
     new = set(verify.new_names)
-    # New names must be present both ways; re-executed recorded names are compared where both
-    # sides computed them (a skipped inner loop computes none of its own).
-    keys = (set(executed) | set(restored)) if not new else \
-        {k for k in set(executed) | set(restored) if k[0] in new} | (set(executed) & set(restored))
+    keys = {k for k in executed if k[0] in new} | (set(executed) & set(restored))
     for key in sorted(keys, key=repr):
         if key not in restored or key not in executed:
             verdict.differing.append((key[0], restored.get(key, "<missing>"),
@@ -112,8 +112,8 @@ def _number(x: object) -> bool:
 
 
 def _contexts_at(conn: sqlite3.Connection, run_id: int, main_id: int | None,
-                 iteration: int) -> set[int]:
-    """The main loop and the loop instances nested in its iteration ``iteration``."""
+                 start: int, stop: int) -> set[int]:
+    """The main loop and the loop instances nested in its iterations ``start..stop-1``."""
     parents = {loop_id: (parent, it) for loop_id, parent, it in conn.execute(
         "SELECT loop_id, parent_id, parent_iter FROM loops WHERE run_id = ?", (run_id,))}
     inside = {main_id} if main_id is not None else set()
@@ -121,7 +121,8 @@ def _contexts_at(conn: sqlite3.Connection, run_id: int, main_id: int | None,
         node = loop_id
         while node in parents and parents[node][0] not in (0, main_id):
             node = parents[node][0]
-        if node in parents and parents[node][0] == main_id and parents[node][1] == iteration:
+        if node in parents and parents[node][0] == main_id \
+                and start <= parents[node][1] < stop:
             inside.add(loop_id)
     return inside
 

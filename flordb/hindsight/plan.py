@@ -384,9 +384,17 @@ class _Planner:
                 boundaries += [i for i in ckpts if max(1, u.start) <= i < u.stop]
         if not boundaries:
             return None
-        b = min(boundaries)
+        # Cheapest first: a boundary whose previous iteration has a checkpoint.
+        b = next((x for x in sorted(set(boundaries)) if x - 1 in ckpts), min(boundaries))
         before = max((c for c in ckpts if c < b), default=None)
         first = units[0]
+        if any(u.skip_inner for u in units):
+            # Statements at the outer level only: execute iteration b - 1 in full (its values
+            # after the inner loop), reach b (its values before the inner loop), stop there.
+            return Directive(run_id, first.new_names, first.compare_names, main_id, b - 1,
+                             b + 1, before, skip_inner=False, owns_prefix=False,
+                             owns_suffix=False, run_suffix=False, verify=True,
+                             stop_at_inner=True)
         return Directive(run_id, first.new_names, first.compare_names, main_id, b, b + 1,
                          before, skip_inner=False, owns_prefix=False, owns_suffix=False,
                          run_suffix=False, verify=True)

@@ -44,6 +44,7 @@ class Directive:
     owns_suffix: bool = True
     run_suffix: bool = True  # keep executing after the main loop (else exit there)
     verify: bool = False  # a cross-check: its values are compared, never shown
+    stop_at_inner: bool = False  # exit where the last iteration's first inner loop starts
     unit_id: int = 0
 
     def to_json(self) -> str:
