@@ -146,3 +146,40 @@ print(errors)
         conn.close()
     assert len(pairs) == 40 and statuses == {"completed"}
     assert all(rec[1:] == label[1:] for rec, label in pairs)  # p1-3 saved with t1-3
+
+
+ITERATION_APP = '''
+import flordb as flor
+docs = ["a.pdf", "bb.pdf", "ccc.pdf"]
+for name in docs:
+    with flor.iteration("document", None, name):
+        for page in flor.loop("page", range(len(name))):
+            flor.log("page_color", page % 2)
+'''
+
+
+def test_iteration_in_replay_equals_scratch(repo, tmp_path):
+    from flordb.hindsight.plan import make_plan
+    from flordb.hindsight.replay import execute
+    from flordb.store.frames import dataframe
+
+    run_script(repo, ITERATION_APP)
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-q", "-m", "v1")
+    run_script(repo, None)
+    patched = ITERATION_APP.replace(
+        '            flor.log("page_color", page % 2)\n',
+        '            flor.log("page_color", page % 2)\n            flor.log("weight", page * 10)\n')
+    (repo / "train.py").write_text(patched)
+    report = execute(repo, make_plan(repo, ["weight"]), progress=False)
+    assert report.ok, report.render()
+    replayed = dataframe(repo, ["weight"]).dropna(subset=["weight"])
+    scratch = tmp_path / "scratch"
+    from conftest import make_repo
+
+    fresh = make_repo(scratch)
+    run_script(fresh, patched)
+    expected = dataframe(fresh, ["weight"])
+    cols = ["document", "document_value", "page", "weight"]
+    assert replayed[replayed["tstamp"] == replayed["tstamp"].max()][cols].values.tolist() == \
+        expected[cols].values.tolist()
