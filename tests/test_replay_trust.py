@@ -97,6 +97,26 @@ def test_the_cross_check_catches_state_no_checkpoint_holds(tmp_path):
     assert "seen" in report.runs[0].cross_check
     assert "fell back" in report.render()
     assert_equal_to_scratch(repo, report, ["seen"], tmp_path, HISTORY)
+    from flordb.ui import create_app
+
+    page = create_app(repo).test_client().get("/replays").get_data(as_text=True)
+    assert "cross-check seen" in page and "DISAGREES" in page  # the web view shows the check
+
+
+def test_the_cross_check_guards_replays_from_checkpoints_too(tmp_path):
+    """A statement inside the inner loop reads ``net.seen``: units start from checkpoints
+    (nothing skipped), the restored start lacks ``seen``, the cross-check catches it."""
+    repo = recorded(tmp_path)
+    (repo / "train.py").write_text(TORCH.replace(INNER_LOG, INNER_LOG + '''\
+            flor.log("seen_step", net.seen)
+'''))
+    plan = make_plan(repo, ["seen_step"], workers=4)
+    assert all(r.strategy.startswith("run iterations from checkpoints") for r in plan.runs)
+    assert plan.runs[0].verify is not None and not plan.runs[0].verify.stop_at_inner
+    report = execute(repo, plan, progress=False)
+    assert report.ok, report.render()
+    assert "DISAGREES" in report.runs[0].cross_check and all(r.fell_back for r in report.runs)
+    assert_equal_to_scratch(repo, report, ["seen_step"], tmp_path, HISTORY)
 
 
 def test_a_name_only_the_skipped_loop_binds_keeps_the_loop(tmp_path):
