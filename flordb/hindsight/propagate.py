@@ -402,13 +402,17 @@ def _target_block(new: _Parsed, old: _Parsed, mapping: Mapping, block_new: Tree)
         return image
     if owner.label in _WRAPPERS:
         # A wrapper the old version lacks: where the old version has the statements around
-        # the statement, if they all sit in one block, is where it goes.
-        parents = {id(i.parent): i.parent for c in block_new.children
-                   if (i := mapping.dst(c)) is not None and i.parent is not None}
-        if len(parents) == 1:
-            (only,) = parents.values()
-            if is_block(only):
-                return only
+        # the statement, if (nearly) all of them sit in one block, is where it goes.
+        parents = Counter(id(i.parent) for c in block_new.children
+                          if (i := mapping.dst(c)) is not None and i.parent is not None)
+        if parents:
+            (top, votes), = parents.most_common(1)
+            total = sum(parents.values())
+            if votes == total or (votes >= 3 and votes >= 0.8 * total):
+                block = next(i.parent for c in block_new.children
+                             if (i := mapping.dst(c)) is not None and id(i.parent) == top)
+                if is_block(block):
+                    return block
     raise _Unplaceable(f"its enclosing {owner.label.lower()} (new line "
                        f"{new.line(owner.origin)}) has no counterpart in the old version")
 
