@@ -104,12 +104,11 @@ def _is_augmented(tree: Tree) -> bool:
     return any(isinstance(t.origin, cst.AugAssign) for t in tree.preorder())
 
 
-def bound_before(block: Tree, index: int) -> tuple[set[str], bool]:
-    """Names bound on the way to position ``index`` of ``block``, and whether that point is
-    inside a function (where module-level names bound anywhere count: the function is called
-    after they are bound, as far as syntax can tell)."""
+def bound_before(block: Tree, index: int) -> set[str]:
+    """Names bound on the way to position ``index`` of ``block``. Inside a function, names its
+    enclosing scopes bind anywhere count too: the function is called after they are bound, as
+    far as syntax can tell."""
     bound = set(dir(builtins)) | {"__file__", "__name__"}
-    in_function = False
     node, at = block, index
     while node is not None:
         if node.label in ("Module", "IndentedBlock"):
@@ -135,7 +134,6 @@ def bound_before(block: Tree, index: int) -> tuple[set[str], bool]:
             for p in (params.star_arg, params.star_kwarg):
                 if isinstance(p, cst.Param):
                     bound.add(p.name.value)
-            in_function = True
         if isinstance(origin, (cst.FunctionDef, cst.ClassDef)):
             # Everything the enclosing scopes bind anywhere is visible when it runs.
             outer = owner.parent
@@ -152,7 +150,7 @@ def bound_before(block: Tree, index: int) -> tuple[set[str], bool]:
         if node is None:
             break
         at = node.children.index(child)
-    return bound, in_function
+    return bound
 
 
 def touches(tree: Tree) -> set[str]:

@@ -546,8 +546,8 @@ def _check_def_use(new: _Parsed, old: _Parsed, s_tree: Tree, target: Tree, index
                    read: set[str], renames: dict[str, str]) -> None:
     """Every name the statement reads that its new place has bound must be bound at the old
     place too (an after-the-loop statement reading ``loss`` cannot go before the loop)."""
-    bound_new, _ = bindings.bound_before(s_tree.parent, s_tree.parent.children.index(s_tree))
-    bound_old, _ = bindings.bound_before(target, index)
+    bound_new = bindings.bound_before(s_tree.parent, s_tree.parent.children.index(s_tree))
+    bound_old = bindings.bound_before(target, index)
     missing = sorted(renames.get(n, n) for n in read
                      if n in bound_new and renames.get(n, n) not in bound_old)
     if missing:
