@@ -326,7 +326,9 @@ def _settle(conn, replay_id: int, runs: list[RunPlan],
         units = crosscheck.fallback(run.units)
         run.strategy += " -> cross-check disagreed: every iteration executed, nothing restored"
         run.units = run.units + units
-        outcomes[run.run_id].fell_back = True
+        outcome = outcomes[run.run_id]
+        outcome.fell_back = True
+        outcome.failures.clear()  # superseded: the executions below report their own
         again += [(u, run) for u in units]
     return again
 
