@@ -336,12 +336,9 @@ def __getattr__(name: str) -> Any:
     ``flor.PROJID`` (the project's name), ``flor.CURRDIR`` (its root) and ``flor.SCRIPTNAME``
     (the running script's file name), as scripts written for FlorDB read them."""
     if name == "HOMEDIR":
-        import os
-        from pathlib import Path
+        from flordb.runtime import home_dir
 
-        home = Path(os.environ.get("FLORDB_HOME") or Path.home() / ".flor")
-        home.mkdir(parents=True, exist_ok=True)
-        return str(home)
+        return str(home_dir())
     if name in ("PROJID", "CURRDIR"):
         _rt.project_root()
         return _rt.project.projid if name == "PROJID" else str(_rt.project.root)

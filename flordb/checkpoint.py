@@ -113,8 +113,10 @@ class Checkpointer:
     """Takes checkpoints of enrolled objects under the adaptive rule; one per recording run."""
 
     def __init__(self, root: Path, epsilon: float,
-                 background_min_bytes: int = BACKGROUND_MIN_BYTES) -> None:
+                 background_min_bytes: int = BACKGROUND_MIN_BYTES,
+                 files: "FlorFiles | None" = None) -> None:
         self.root = root
+        self.files = files  # FlorDB-layout files linked to each checkpoint's objects
         self.store = store_dir(root)
         objects.objects_dir(self.store).mkdir(parents=True, exist_ok=True)
         objects.sweep_stale(self.store)
@@ -190,9 +192,12 @@ class Checkpointer:
         t = time.perf_counter()
         rows = []
         for name, (kind, captured) in cap.states.items():
-            data = _state.serialize(captured, kind)
-            rows.append((cap.run_id, cap.loop_id, cap.iteration, name, kind,
-                         objects.put(self.store, data), len(data), cap.capture_s))
+            for entry, entry_kind, state in _state.split_grads(name, kind, captured):
+                data = _state.serialize(state, entry_kind)
+                rows.append((cap.run_id, cap.loop_id, cap.iteration, entry, entry_kind,
+                             objects.put(self.store, data), len(data), cap.capture_s))
+        if self.files is not None:
+            self.files.link(cap.iteration, [(r[3], r[4], r[5]) for r in rows])
         write_s = time.perf_counter() - t
         with self._conn_lock, write_transaction(self._conn):
             self._conn.executemany(
@@ -215,6 +220,46 @@ class Checkpointer:
         if self._error is not None:
             error, self._error = self._error, None
             raise RuntimeError(f"flordb: writing a checkpoint failed: {error}") from error
+
+
+class FlorFiles:
+    """Checkpoint files where scripts written for FlorDB open them:
+    ``HOMEDIR/obj_store/<projid>/<run tstamp to the second>/<name>_<loop>_<value>.<ext>``
+    (``.pth`` state dicts, ``.npy`` arrays, ``.pkl`` pickles), hard links to the store's
+    objects (symbolic where the file system cannot), so nothing is stored twice.
+
+    ``<value>`` is the outer loop's element at the iteration the checkpoint starts (for a
+    ``range``; the iteration number otherwise): the state after iteration ``k - 1`` completed,
+    which is what produced the dataframe row whose ``<loop>`` column is ``k``.
+    """
+
+    EXT = {"torch": "pth", "numpy": "npy", "pickle": "pkl"}
+
+    def __init__(self, store: Path, home: Path, projid: str, tstamp: str, loop: str,
+                 start: int | None, step: int | None) -> None:
+        self.store, self.loop, self.start, self.step = store, loop, start, step
+        second = tstamp.split(".")[0]  # isoformat(timespec="seconds")
+        self.dir = home / "obj_store" / _safe(projid) / second
+
+    def link(self, iteration: int, rows: list[tuple[str, str, str]]) -> None:
+        value = iteration if self.start is None else self.start + self.step * iteration
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for name, kind, digest in rows:
+            if kind not in self.EXT or name.endswith(_state.GRADS_SUFFIX):
+                continue
+            path = self.dir / f"{_safe(name)}_{_safe(self.loop)}_{value}.{self.EXT[kind]}"
+            source = objects.objects_dir(self.store) / digest[:2] / digest
+            if path.exists() or path.is_symlink():
+                path.unlink()
+            try:
+                os.link(source, path)
+            except OSError:
+                path.symlink_to(source)
+
+
+def _safe(text: str) -> str:
+    """``text`` usable as one path component (FlorDB lets a ``/`` through; flordb does not)."""
+    return text.replace("/", "_").replace("\0", "_") or "_"
 
 
 # --------------------------------------------------------------------- restore (used by replay)
@@ -273,6 +318,6 @@ def apply(checkpoint: Checkpoint, objects_now: dict[str, Any]) -> None:
         raise KeyError(f"the checkpoint at iteration {checkpoint.iteration} has no "
                        f"{', '.join(sorted(missing))}")
     for name, obj in objects_now.items():
-        kind, captured = checkpoint.states[name]
+        kind, captured = _state.join_grads(checkpoint.states, name)
         _state.restore(obj, captured, kind)
     _state.restore_rng(checkpoint.states[_state.RNG_KEY][1])

@@ -59,7 +59,7 @@ class Frame:
     """One loop instance (or, with ``loop_id == 0``, the run's top level)."""
 
     __slots__ = ("loop_id", "name", "parent", "depth", "i", "floats", "ints", "values",
-                 "values_from", "total", "t0")
+                 "values_from", "total", "t0", "range")
 
     def __init__(self, loop_id: int, name: str, parent: Frame | None, depth: int) -> None:
         self.loop_id = loop_id
@@ -73,6 +73,7 @@ class Frame:
         self.values_from = 0  # iteration index of values[0]
         self.total: int | None = None
         self.t0 = time.perf_counter()
+        self.range: tuple[int, int] | None = None  # (start, step) when iterating a range
 
 
 class Runtime:
@@ -444,6 +445,7 @@ class Runtime:
         start = step = None
         if type(iterable) is range:
             start, step = iterable.start, iterable.step
+            fr.range = (start, step)
         else:
             fr.values = []
         try:
@@ -492,8 +494,8 @@ class Runtime:
         if self.enrolled and not self.stopped:
             try:
                 if self.checkpointer is None:
-                    self.checkpointer = checkpoint.Checkpointer(self.project_root(),
-                                                                self.epsilon)
+                    self.checkpointer = checkpoint.Checkpointer(
+                        self.project_root(), self.epsilon, files=self._flor_files(fr))
                 self.checkpointer.boundary(self.run_id, fr, done, self.enrolled)
             except (sqlite3.Error, OSError, RuntimeError) as exc:
                 self._stop_if_fault(exc)
@@ -501,6 +503,16 @@ class Runtime:
             if self.echo:
                 self._echo(fr)
             self.flush()
+
+    def _flor_files(self, fr: Frame) -> checkpoint.FlorFiles | None:
+        """Where FlorDB scripts look for this run's checkpoint files (``flor.HOMEDIR``)."""
+        if self.replay is not None or self.tstamp is None:
+            return None
+        from flordb.store.db import store_dir
+
+        start, step = fr.range or (None, None)
+        return checkpoint.FlorFiles(store_dir(self.project.root), home_dir(),
+                                    self.project.projid, self.tstamp, fr.name, start, step)
 
     def _echo(self, fr: Frame) -> None:
         last: dict[str, Any] = {}
@@ -672,6 +684,13 @@ class Runtime:
     def unenroll(self, names: Iterable[str]) -> None:
         for name in names:
             self.enrolled.pop(name, None)
+
+
+def home_dir() -> Path:
+    """``flor.HOMEDIR``: ``$FLORDB_HOME``, else ``~/.flor`` (created on first use)."""
+    home = Path(os.environ.get("FLORDB_HOME") or Path.home() / ".flor")
+    home.mkdir(parents=True, exist_ok=True)
+    return home
 
 
 def _check_name(name: Any, what: str) -> None:

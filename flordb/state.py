@@ -51,6 +51,27 @@ def kind_of(obj: Any) -> str:
 
 #: Key of a captured torch module's state that also holds its parameters' gradients.
 _GRADS = "__flordb_grads__"
+#: Suffix of the checkpoint entry that stores a module's gradients beside its state dict
+#: (which stays a plain state dict on disk, loadable with ``torch.load``).
+GRADS_SUFFIX = "#grad"
+
+
+def split_grads(name: str, kind: str, captured: Any) -> list[tuple[str, str, Any]]:
+    """``(name, kind, state)`` entries to store for one capture: a module's state dict and,
+    under ``name + GRADS_SUFFIX``, its gradients."""
+    if kind == "torch" and isinstance(captured, dict) and _GRADS in captured:
+        return [(name, kind, captured["state"]),
+                (name + GRADS_SUFFIX, kind, captured[_GRADS])]
+    return [(name, kind, captured)]
+
+
+def join_grads(states: dict[str, tuple[str, Any]], name: str) -> tuple[str, Any]:
+    """The ``(kind, captured)`` of ``name`` in stored ``states``, its gradients put back."""
+    kind, captured = states[name]
+    grads = states.get(name + GRADS_SUFFIX)
+    if grads is not None:
+        captured = {_GRADS: grads[1], "state": captured}
+    return kind, captured
 
 
 def capture(obj: Any, kind: str) -> Any:

@@ -34,6 +34,14 @@ def make_repo(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def flor_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``flor.HOMEDIR`` of every test (and of the scripts they run): never the user's."""
+    home = tmp_path_factory.mktemp("flor-home")
+    os.environ["FLORDB_HOME"] = str(home)
+    return home
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "proj")

@@ -115,8 +115,12 @@ def record(repo: Path, history, env=None) -> None:
 
 
 def git_state(repo: Path) -> tuple:
+    """The user's repository as git sees it. The store's own files are left out: a replay
+    writes its values there, and SQLite's -wal/-shm files come and go with connections."""
+    status = git(repo, "status", "--porcelain", "--untracked-files=all", "--ignored")
     return (git(repo, "rev-parse", "HEAD"), git(repo, "symbolic-ref", "HEAD"),
-            git(repo, "status", "--porcelain", "--untracked-files=all", "--ignored"),
+            "".join(line for line in status.splitlines(keepends=True)
+                    if not line[3:].startswith(".flor/")),
             git(repo, "stash", "list"), git(repo, "worktree", "list"),
             git(repo, "ls-files", "-s"), (repo / "train.py").read_text())
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from conftest import git, run_script
 
 FEEDBACK_APP = '''
@@ -183,3 +185,56 @@ def test_iteration_in_replay_equals_scratch(repo, tmp_path):
     cols = ["document", "document_value", "page", "weight"]
     assert replayed[replayed["tstamp"] == replayed["tstamp"].max()][cols].values.tolist() == \
         expected[cols].values.tolist()
+
+
+REGISTRY_TRAIN = '''
+import torch
+import flordb as flor
+
+torch.manual_seed(0)
+model = torch.nn.Linear(3, 2)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+X, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+with flor.checkpointing(model=model, optimizer=opt):
+    for epoch in flor.loop("epochs", range(4)):
+        for step in flor.loop("steps", range(4)):
+            loss = torch.nn.functional.cross_entropy(model(X), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        flor.log("val_loss", float(torch.nn.functional.cross_entropy(model(X), y)))
+'''
+
+EXPORT_CKPT = '''
+import os, shutil, torch
+import flordb as flor
+hist = flor.dataframe("val_loss")
+hist = hist[hist["tstamp"] <= hist["tstamp"].min()].sort_values("val_loss")
+best = hist.head(1).to_dict("records")[0]
+path = os.path.join(flor.HOMEDIR, "obj_store", best["projid"],
+                    best["tstamp"].isoformat(timespec="seconds"),
+                    f"model_epochs_{best['epochs']}.pth")
+assert os.path.exists(path), path
+shutil.copy(path, "model.pth")
+torch.manual_seed(0)  # the training data, drawn as train.py drew it
+model = torch.nn.Linear(3, 2)
+X, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+model.load_state_dict(torch.load("model.pth"))
+print(best["epochs"], round(best["val_loss"], 6),
+      round(float(torch.nn.functional.cross_entropy(model(X), y)), 6))
+for row in hist.to_dict("records"):  # every epoch's file is the model of its row
+    model.load_state_dict(torch.load(path.replace("_4.pth", f"_{row['epochs']}.pth")))
+    assert abs(float(torch.nn.functional.cross_entropy(model(X), y)) - row["val_loss"]) < 1e-6
+print("all", len(hist))
+'''
+
+
+def test_the_demo_registry_step_opens_flordb_checkpoint_files(repo):
+    """The PDF-parser demo's export step: best row of the dataframe, then the checkpoint file
+    at FlorDB's path under HOMEDIR, loaded with torch.load: it holds the model of that row."""
+    pytest.importorskip("torch")
+    run_script(repo, REGISTRY_TRAIN, env={"FLORDB_EPSILON": "1e9"})
+    out = run_script(repo, EXPORT_CKPT, name="export_ckpt.py").stdout.split()
+    epochs, logged, recomputed = int(out[0]), float(out[1]), float(out[2])
+    assert 1 <= epochs <= 4 and logged == recomputed  # the file is the model of that row
+    assert out[3:] == ["all", "4"]
