@@ -240,21 +240,32 @@ class FlorFiles:
         self.store, self.loop, self.start, self.step = store, loop, start, step
         second = tstamp.split(".")[0]  # isoformat(timespec="seconds")
         self.dir = home / "obj_store" / _safe(projid) / second
+        self.broken = False
 
     def link(self, iteration: int, rows: list[tuple[str, str, str]]) -> None:
+        """Make the files of the checkpoint at ``iteration`` (``rows``: name, kind, digest).
+        They are a convenience: when HOMEDIR cannot be written, one notice, and the checkpoint
+        itself is unaffected."""
+        if self.broken:
+            return
         value = iteration if self.start is None else self.start + self.step * iteration
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for name, kind, digest in rows:
-            if kind not in self.EXT or name.endswith(_state.GRADS_SUFFIX):
-                continue
-            path = self.dir / f"{_safe(name)}_{_safe(self.loop)}_{value}.{self.EXT[kind]}"
-            source = objects.objects_dir(self.store) / digest[:2] / digest
-            if path.exists() or path.is_symlink():
-                path.unlink()
-            try:
-                os.link(source, path)
-            except OSError:
-                path.symlink_to(source)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            for name, kind, digest in rows:
+                if kind not in self.EXT or name.endswith(_state.GRADS_SUFFIX):
+                    continue
+                path = self.dir / f"{_safe(name)}_{_safe(self.loop)}_{value}.{self.EXT[kind]}"
+                source = objects.objects_dir(self.store) / digest[:2] / digest
+                if path.exists() or path.is_symlink():
+                    path.unlink()
+                try:
+                    os.link(source, path)
+                except OSError:
+                    path.symlink_to(source)
+        except OSError as exc:
+            self.broken = True
+            print(f"flordb: checkpoint files are not linked under {self.dir}: {exc}",
+                  file=sys.stderr)
 
 
 def _safe(text: str) -> str:

@@ -511,7 +511,7 @@ class Runtime:
         from flordb.store.db import store_dir
 
         start, step = fr.range or (None, None)
-        return checkpoint.FlorFiles(store_dir(self.project.root), home_dir(),
+        return checkpoint.FlorFiles(store_dir(self.project.root), home_dir(create=False),
                                     self.project.projid, self.tstamp, fr.name, start, step)
 
     def _echo(self, fr: Frame) -> None:
@@ -686,10 +686,12 @@ class Runtime:
             self.enrolled.pop(name, None)
 
 
-def home_dir() -> Path:
-    """``flor.HOMEDIR``: ``$FLORDB_HOME``, else ``~/.flor`` (created on first use)."""
+def home_dir(create: bool = True) -> Path:
+    """``flor.HOMEDIR``: ``$FLORDB_HOME``, else ``~/.flor`` (created, unless ``create`` is
+    false)."""
     home = Path(os.environ.get("FLORDB_HOME") or Path.home() / ".flor")
-    home.mkdir(parents=True, exist_ok=True)
+    if create:
+        home.mkdir(parents=True, exist_ok=True)
     return home
 
 
