@@ -238,3 +238,23 @@ def test_the_demo_registry_step_opens_flordb_checkpoint_files(repo):
     epochs, logged, recomputed = int(out[0]), float(out[1]), float(out[2])
     assert 1 <= epochs <= 4 and logged == recomputed  # the file is the model of that row
     assert out[3:] == ["all", "4"]
+
+
+def test_an_unwritable_homedir_leaves_checkpoints_alone(repo, tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    proc = run_script(repo, '''
+import numpy as np, flordb as flor
+w = np.zeros(2)
+with flor.checkpointing(w=w):
+    for e in flor.loop("epoch", range(3)):
+        w += 1
+''', env={"FLORDB_HOME": str(blocked / "home"), "FLORDB_EPSILON": "1e9"})
+    assert proc.stderr.count("checkpoint files are not linked") == 1
+    from flordb.store.db import connect_reader
+
+    conn = connect_reader(repo)
+    try:
+        assert conn.execute("SELECT COUNT(DISTINCT iter) FROM checkpoints").fetchone()[0] == 3
+    finally:
+        conn.close()
