@@ -80,6 +80,11 @@ class RunPlan:
     credentials: list[str] = field(default_factory=list)
 
     @property
+    def work(self) -> list[Directive]:
+        """The units to run, its cross-check included."""
+        return [*self.units, *([self.verify] if self.verify else [])]
+
+    @property
     def restores(self) -> bool:
         """Whether some of this run's values are computed from restored state."""
         return any(u.skip_inner or u.restore_from is not None for u in self.units)
@@ -99,7 +104,7 @@ class Plan:
     @property
     def units(self) -> list[Directive]:
         """Every unit to run, cross-checks included."""
-        return [u for r in self.runs for u in (*r.units, *([r.verify] if r.verify else []))]
+        return [u for r in self.runs for u in r.work]
 
     def estimate_s(self) -> tuple[float, float]:
         """(estimated wall time on ``workers``, time to re-run the same runs from scratch)."""

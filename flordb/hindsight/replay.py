@@ -211,7 +211,7 @@ def execute(root: Path, plan: Plan, executor: Executor | None = None,
     checked = {r.version.blob for r in plan.runs if r.verify is not None}
     held: list[tuple[Directive, RunPlan, float]] = []
     scratch = Path(tempfile.mkdtemp(prefix="flordb-replay-"))
-    work = [(u, r) for r in plan.runs for u in (*r.units, *([r.verify] if r.verify else []))]
+    work = [(u, r) for r in plan.runs for u in r.work]
     try:
         calls = {r: (json.loads(a), c, e) for r, a, c, e in conn.execute(
             f"SELECT run_id, argv, cwd, env_vars FROM runs WHERE run_id IN"
@@ -234,8 +234,7 @@ def execute(root: Path, plan: Plan, executor: Executor | None = None,
         executor.shutdown(cancel=False)
     except BaseException:  # Ctrl-C included: stop the children, leave nothing half-done
         executor.shutdown(cancel=True)
-        for unit_id in {u.unit_id for r in plan.runs for u in (*r.units, *(
-                [r.verify] if r.verify else []))}:
+        for unit_id in {u.unit_id for u in plan.units}:
             status = conn.execute("SELECT status FROM replay_units WHERE unit_id = ?",
                                   (unit_id,)).fetchone()[0]
             if status in ("planned", "running"):
@@ -304,7 +303,8 @@ def _settle(conn, replay_id: int, runs: list[RunPlan],
             continue
         error = outcomes[run.run_id].cross_check_error
         if error:
-            v = crosscheck.Verdict(run.run_id, run.verify.start, error=error.splitlines()[0])
+            v = crosscheck.Verdict(run.run_id, run.verify.stop - 1,
+                                   error=error.splitlines()[0])
         else:
             v = crosscheck.compare(conn, run.verify, run.units)
         verdicts.append(v)

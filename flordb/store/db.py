@@ -50,6 +50,12 @@ def connect_writer(root: Path) -> sqlite3.Connection:
     return conn
 
 
+def writable(root: Path) -> bool:
+    """Whether this process may write the store of ``root`` (its directory and database)."""
+    path = store_dir(root) / DB_FILENAME
+    return os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
+
+
 def connect_reader(root: Path) -> sqlite3.Connection:
     """A connection that cannot write (``query_only``); raises if there is no store.
 
@@ -61,7 +67,7 @@ def connect_reader(root: Path) -> sqlite3.Connection:
         raise NotAProjectError(
             f"no flordb store at {path.parent} (run a script that logs with flordb first)"
         )
-    if os.access(path.parent, os.W_OK) and os.access(path, os.W_OK):
+    if writable(root):
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         migrate(conn)

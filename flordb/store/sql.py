@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from flordb.store.db import connect_reader, connect_writer, write_transaction
+from flordb.store.db import connect_reader, connect_writer, writable, write_transaction
 
 
 def query(root: Path, sql: str, params: tuple[Any, ...] = ()) -> pd.DataFrame:
@@ -22,7 +22,7 @@ def query(root: Path, sql: str, params: tuple[Any, ...] = ()) -> pd.DataFrame:
     conn.set_authorizer(_no_attach)
     try:
         if "logs" in sql.lower() or "series_rows" in sql.lower():
-            if conn.execute("PRAGMA query_only").fetchone() and not _writable(root):
+            if not writable(root):
                 _refuse_if_packed(conn)
             else:
                 unpack_series(root)
@@ -35,15 +35,6 @@ def _no_attach(action: int, *args: Any) -> int:
     """``ATTACH`` would create a database file: a read-only query may not."""
     return sqlite3.SQLITE_DENY if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH) \
         else sqlite3.SQLITE_OK
-
-
-def _writable(root: Path) -> bool:
-    import os
-
-    from flordb.store.db import DB_FILENAME, store_dir
-
-    return os.access(store_dir(root), os.W_OK) and os.access(store_dir(root) / DB_FILENAME,
-                                                              os.W_OK)
 
 
 def _refuse_if_packed(conn: Any) -> None:
