@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
+from threading import get_ident as _thread
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
 
 from flordb import kwargs as _kwargs
@@ -26,7 +27,6 @@ from flordb.runtime import CHUNK as _CHUNK
 from flordb.runtime import _MAIN_THREAD
 from flordb.runtime import RUNTIME as _rt
 from flordb.runtime import current as _current
-from threading import get_ident as _thread
 
 if TYPE_CHECKING:
     import os
@@ -136,11 +136,12 @@ def checkpointing(**objects: Any) -> Iterator[None]:
     outermost-loop iteration boundaries, as often as the overhead budget allows (see
     :func:`set_epsilon`). Objects are restored in place by replay, so enroll mutable objects.
     """
-    _current().enroll(objects)
+    rt = _current()
+    rt.enroll(objects)
     try:
         yield
     finally:
-        _current().unenroll(objects)
+        rt.unenroll(objects)
 
 
 def set_epsilon(epsilon: float) -> None:
