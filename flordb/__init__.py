@@ -188,17 +188,20 @@ def pivot(*names: str) -> "pandas.DataFrame":
     return dataframe(*names)
 
 
-def query(sql: str, params: Iterable[Any] = ()) -> "pandas.DataFrame":
-    """Run read-only ``sql`` over the store and return the result as a DataFrame.
+def query(sql: str, params: Iterable[Any] = ()) -> "pandas.DataFrame | None":
+    """Run read-only ``sql`` over the store: a DataFrame (``tstamp`` as datetimes), or
+    ``None`` when no row matches (as FlorDB returns).
 
     Tables: ``runs``, ``loops``, ``loop_values``, ``records``, ``series``; the view ``logs``
-    has every logged value, one row each. See ``docs/store.md``.
+    has every logged value, one row each. FlorDB's layout works too (``logs.value_name``,
+    ``loops.ctx_id``, ...). See ``docs/store.md``.
     """
     from flordb.store import sql as _sql
 
     rt = _current()
     rt.flush()
-    return _sql.query(rt.project_root(), sql, tuple(params))
+    frame = _sql.query(rt.project_root(), sql, tuple(params))
+    return None if frame.empty else frame
 
 
 def replay(names: str | Iterable[str], where: str | None = None, workers: int | None = None,

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from flordb.errors import FlorError
+
+if TYPE_CHECKING:
+    import pandas
 
 EPILOG = """examples:
   flordb dataframe lr loss           one row per run and loop context
@@ -136,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
         import pandas as pd
 
         try:
-            frame = flordb.query(args.sql)
+            frame = _query(args.sql)
         except pd.errors.DatabaseError as exc:
             raise UsageError(_first_line(exc)) from None
         _print(frame, csv=args.csv)
@@ -144,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
         from flordb.store.db import connect_reader
         from flordb.store.writer import dead_runs
 
-        frame = flordb.query(
+        frame = _query(
             "SELECT run_id, tstamp, filename, status, ROUND(COALESCE(ended, started) - started, 3)"
             " AS seconds, n_values, substr(snapshot, 1, 10) AS snapshot, git_dirty AS dirty"
             " FROM runs ORDER BY run_id")
@@ -272,10 +275,16 @@ def _propagate(args: argparse.Namespace) -> int:
     return 0 if result.ok else 3
 
 
-def _check_names(names: list[str]) -> None:
+def _query(sql: str) -> pandas.DataFrame:
+    """Read-only SQL over the project's store, empty results included."""
     import flordb
+    from flordb.store.sql import query
 
-    known = set(flordb.query(
+    return query(flordb._rt.project_root(), sql)
+
+
+def _check_names(names: list[str]) -> None:
+    known = set(_query(
         "SELECT DISTINCT name FROM records UNION SELECT DISTINCT name FROM series")["name"])
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -289,7 +298,7 @@ def _stat() -> None:
 
     root = flordb.runtime.RUNTIME.project_root()
     path = store_dir(root) / DB_FILENAME
-    counts = flordb.query(
+    counts = _query(
         "SELECT (SELECT COUNT(*) FROM runs) AS runs,"
         " (SELECT COUNT(*) FROM runs WHERE status = 'running') AS running,"
         " (SELECT COUNT(DISTINCT name) FROM (SELECT name FROM records UNION SELECT name FROM"

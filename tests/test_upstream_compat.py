@@ -258,3 +258,40 @@ with flor.checkpointing(w=w):
         assert conn.execute("SELECT COUNT(DISTINCT iter) FROM checkpoints").fetchone()[0] == 3
     finally:
         conn.close()
+
+
+def test_query_over_flordb_table_layout(repo):
+    """The tutorial's notebooks query FlorDB's ``logs``/``loops`` columns; flordb's own
+    columns and tables stay as documented, and an empty result is ``None``."""
+    out = run_script(repo, '''
+import flordb as flor
+for e in flor.loop("epoch", range(2)):
+    for s in flor.loop("step", ["a", "b"]):
+        flor.log("loss", 0.5 * e)
+    flor.log("acc", e + 1)
+flor.log("done", 3)
+flor.commit()
+q = flor.query("SELECT value_name, value, l.l_name, l.iteration, l.l_value, p.l_value AS epoch"
+               " FROM logs JOIN loops AS l USING (ctx_id) LEFT JOIN loops AS p"
+               " ON p.ctx_id = l.p_ctx_id ORDER BY value_name, epoch, l.iteration")
+print(q.to_csv(index=False), end="")
+print(flor.query("SELECT COUNT(*) AS n FROM loops")["n"][0])
+top = flor.query("SELECT projid, filename, ctx_id, ctx, tstamp FROM logs WHERE name = 'done'")
+print(top["projid"][0] == flor.PROJID, top["filename"][0], top["ctx_id"][0], top["ctx"][0],
+      top["tstamp"].dtype.kind)
+print(flor.query("SELECT ctx FROM logs WHERE name = 'loss' LIMIT 1")["ctx"][0])
+print(flor.query("SELECT * FROM logs WHERE name = 'nothing'"))
+''').stdout.splitlines()
+    assert out[:7] == [
+        "value_name,value,l_name,iteration,l_value,epoch",
+        "acc,1.0,epoch,0,0,",
+        "acc,2.0,epoch,1,1,",
+        "loss,0.0,step,0,a,0.0",
+        "loss,0.0,step,1,b,0.0",
+        "loss,0.5,step,0,a,1.0",
+        "loss,0.5,step,1,b,1.0"]
+    assert out[7] == "3"  # flordb's loops: one row per loop instance
+    assert out[8] == "True train.py None None M"
+    assert out[9] == ('[{"name": "epoch", "iteration": 0, "value": 0}, '
+                      '{"name": "step", "iteration": 0, "value": "a"}]')
+    assert out[10] == "None"

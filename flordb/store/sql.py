@@ -3,10 +3,19 @@
 Hot series live in blobs; the ``logs`` view shows them as rows through ``series_rows``, which
 is filled here, lazily, for chunks no query has unpacked yet. The unpacking is the only write a
 query makes, it runs in its own transaction, and it is paid once per chunk.
+
+Notebooks written for FlorDB query its layout, so a query's connection also has it, as
+temporary views that shadow flordb's names for that connection only: ``logs`` gains FlorDB's
+columns (``projid, tstamp, filename, ctx_id, ctx, value_name, value_type``), and a query that
+names one of FlorDB's loop columns (``ctx_id, p_ctx_id, l_name, iteration, l_value``) sees
+``loops`` as FlorDB has it, one row per loop iteration (flordb's own columns kept). A context
+id is the text ``"<run_id>:<loop_id>:<iter>"``; top-level values have none.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -15,9 +24,40 @@ import pandas as pd
 
 from flordb.store.db import connect_reader, connect_writer, writable, write_transaction
 
+_FLORDB_LOOP_COLUMNS = re.compile(r"\b(ctx_id|p_ctx_id|l_name|iteration|l_value)\b", re.I)
+
+_UPSTREAM_LOGS = """
+CREATE TEMP VIEW logs AS
+    SELECT l.*, r.projid, r.tstamp, r.filename,
+           CASE WHEN l.loop_id = 0 THEN NULL
+                ELSE l.run_id || ':' || l.loop_id || ':' || l.iter END AS ctx_id,
+           flor_ctx(l.run_id, l.loop_id, l.iter) AS ctx,
+           l.name AS value_name, l.vtype AS value_type
+    FROM main.logs AS l JOIN main.runs AS r ON r.run_id = l.run_id
+"""
+
+_UPSTREAM_LOOPS = """
+CREATE TEMP VIEW loops AS
+    WITH RECURSIVE span(run_id, loop_id, n) AS (
+        SELECT run_id, loop_id, COALESCE(iterations, flor_seen(run_id, loop_id)) FROM main.loops
+    ), it(run_id, loop_id, iter, n) AS (
+        SELECT run_id, loop_id, 0, n FROM span WHERE n > 0
+        UNION ALL
+        SELECT run_id, loop_id, iter + 1, n FROM it WHERE iter + 1 < n
+    )
+    SELECT lp.*, it.iter,
+           it.run_id || ':' || it.loop_id || ':' || it.iter AS ctx_id,
+           CASE WHEN lp.parent_id = 0 THEN NULL
+                ELSE lp.run_id || ':' || lp.parent_id || ':' || lp.parent_iter END AS p_ctx_id,
+           lp.name AS l_name, it.iter AS iteration,
+           flor_element(it.run_id, it.loop_id, it.iter) AS l_value
+    FROM it JOIN main.loops AS lp ON lp.run_id = it.run_id AND lp.loop_id = it.loop_id
+"""
+
 
 def query(root: Path, sql: str, params: tuple[Any, ...] = ()) -> pd.DataFrame:
-    """Run ``sql`` on a ``query_only`` connection and return the rows as a DataFrame."""
+    """Run ``sql`` on a ``query_only`` connection and return the rows as a DataFrame, with
+    ``tstamp`` columns as datetimes."""
     conn = connect_reader(root)
     conn.set_authorizer(_no_attach)
     try:
@@ -26,9 +66,81 @@ def query(root: Path, sql: str, params: tuple[Any, ...] = ()) -> pd.DataFrame:
                 _refuse_if_packed(conn)
             else:
                 unpack_series(root)
-        return pd.read_sql_query(sql, conn, params=params)
+        _flordb_layout(conn, loops=bool(_FLORDB_LOOP_COLUMNS.search(sql)))
+        frame = pd.read_sql_query(sql, conn, params=params)
     finally:
         conn.close()
+    if "tstamp" in frame.columns:
+        frame["tstamp"] = pd.to_datetime(frame["tstamp"], errors="coerce", format="ISO8601")
+    return frame
+
+
+def _flordb_layout(conn: sqlite3.Connection, loops: bool) -> None:
+    """FlorDB's ``logs`` (and, when asked for, ``loops``) as temporary views of this
+    connection: nothing is written to the store."""
+    elements = _Elements(conn)
+    conn.create_function("flor_ctx", 3, elements.context, deterministic=True)
+    conn.create_function("flor_element", 3, elements.element, deterministic=True)
+    conn.create_function("flor_seen", 2, elements.seen, deterministic=True)
+    conn.execute("PRAGMA query_only = OFF")  # temporary views only: the store stays untouched
+    try:
+        conn.execute(_UPSTREAM_LOGS)
+        if loops:
+            conn.execute(_UPSTREAM_LOOPS)
+    finally:
+        conn.execute("PRAGMA query_only = ON")
+
+
+class _Elements:
+    """Loop element values and context chains, read once per run on first use."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.runs: dict[int, dict[int, tuple]] = {}
+
+    def _loops(self, run_id: int) -> dict[int, tuple]:
+        if run_id not in self.runs:
+            listed: dict[int, list] = {}
+            for loop_id, vals in self.conn.execute(
+                    "SELECT loop_id, vals FROM main.loop_values WHERE run_id = ?"
+                    " ORDER BY loop_id, first_iter", (run_id,)):
+                listed.setdefault(loop_id, []).extend(json.loads(vals))
+            self.runs[run_id] = {
+                loop_id: (parent, parent_iter, name, r0, rstep, listed.get(loop_id, []))
+                for loop_id, parent, parent_iter, name, r0, rstep in self.conn.execute(
+                    "SELECT loop_id, parent_id, parent_iter, name, range_start, range_step"
+                    " FROM main.loops WHERE run_id = ?", (run_id,))}
+        return self.runs[run_id]
+
+    def element(self, run_id: int, loop_id: int, it: int) -> Any:
+        """The element of loop ``loop_id`` at 0-based iteration ``it`` (None if unknown)."""
+        loop = self._loops(run_id).get(loop_id)
+        if loop is None:
+            return None
+        _, _, _, r0, rstep, listed = loop
+        if r0 is not None:
+            return r0 + rstep * it
+        value = listed[it] if 0 <= it < len(listed) else None
+        return value if value is None or isinstance(value, (int, float, str)) \
+            else json.dumps(value)
+
+    def context(self, run_id: int, loop_id: int, it: int) -> str | None:
+        """FlorDB's context: a JSON list of ``{name, iteration, value}``, outermost first."""
+        chain = []
+        loops = self._loops(run_id)
+        while loop_id and loop_id in loops:
+            parent, parent_iter, name = loops[loop_id][:3]
+            chain.append({"name": name, "iteration": it,
+                          "value": self.element(run_id, loop_id, it)})
+            loop_id, it = parent, parent_iter
+        return json.dumps(chain[::-1]) if chain else None
+
+    def seen(self, run_id: int, loop_id: int) -> int:
+        """Iterations of a loop that never ended (its run was killed): those it logged in,
+        or whose elements were flushed."""
+        row = self.conn.execute("SELECT MAX(iter) + 1 FROM main.logs WHERE run_id = ? AND"
+                                " loop_id = ?", (run_id, loop_id)).fetchone()
+        return max(row[0] or 0, len(self._loops(run_id).get(loop_id, (0,) * 6)[5]))
 
 
 def _no_attach(action: int, *args: Any) -> int:
