@@ -39,6 +39,8 @@ from flordb.store.writer import Batch
 CHUNK = 1 << 16
 #: Pending sealed values that force a flush, whatever the timer says.
 FLUSH_VALUES = 1 << 18
+#: Args and top-level values echoed to the terminal per second, at most.
+ECHO_PER_SECOND = 20
 _SCALARS = frozenset((int, float, str, bool))
 _BIG_ENDIAN = sys.byteorder == "big"
 
@@ -86,6 +88,7 @@ class Runtime:
         self.kwargs: dict[str, str] = process.kwargs if process else {}
         self.kwargs_read: set[str] = process.kwargs_read if process else set()
         self.echo = os.environ.get("FLORDB_ECHO", "1") != "0"
+        self._echo_window = (0, 0, 0)  # (second, lines shown in it, values not shown)
         self.flush_interval = settings.number("FLORDB_FLUSH_S")
         self.epsilon = checkpoint.default_epsilon()
         self.enrolled: dict[str, tuple[Any, str]] = {}
@@ -339,6 +342,8 @@ class Runtime:
                 self.seal(fr, s)
         else:
             self._record(fr, name, v, "log")
+        if fr is self.top and self.echo:
+            self._echo_value(name, v)
         if self.flush_due and not self.live:
             self.flush()
         return value
@@ -394,7 +399,10 @@ class Runtime:
         else:
             value = default
         self.args[name] = value
-        self._record(self.top, name, REDACTED if is_secret(name) else value, "arg")
+        shown = REDACTED if is_secret(name) else value
+        self._record(self.top, name, shown, "arg")
+        if self.echo:
+            self._echo_value(name, shown)
         return value
 
     # ----------------------------------------------------------------- loops
@@ -513,6 +521,20 @@ class Runtime:
         start, step = fr.range or (None, None)
         return checkpoint.FlorFiles(store_dir(self.project.root), home_dir(create=False),
                                     self.project.projid, self.tstamp, fr.name, start, step)
+
+    def _echo_value(self, name: str, value: Any) -> None:
+        """``name: value`` for an arg or a top-level log, as FlorDB prints them; at most
+        ``ECHO_PER_SECOND`` lines a second, the rest counted in the next line shown."""
+        now = int(time.monotonic())
+        second, shown, held = self._echo_window
+        if now != second:
+            second, shown = now, 0
+        if shown >= ECHO_PER_SECOND:
+            self._echo_window = (second, shown, held + 1)
+            return
+        more = f" ({held:,} values not shown)" if held else ""
+        print(f"flordb: {name}: {_short(value)}{more}", file=sys.stderr)
+        self._echo_window = (second, shown + 1, 0)
 
     def _echo(self, fr: Frame) -> None:
         last: dict[str, Any] = {}
@@ -714,8 +736,10 @@ def _element(x: Any) -> Any:
     return v if type(v) in _SCALARS else None
 
 
-def _short(v: Any) -> str:
-    return f"{v:.6g}" if isinstance(v, float) else str(v)
+def _short(v: Any, width: int = 80) -> str:
+    text = f"{v:.6g}" if isinstance(v, float) else repr(v) if isinstance(v, str) else str(v)
+    text = text.replace("\n", " ")
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 RUNTIME = Runtime()
