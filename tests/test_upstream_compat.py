@@ -295,3 +295,23 @@ print(flor.query("SELECT * FROM logs WHERE name = 'nothing'"))
     assert out[9] == ('[{"name": "epoch", "iteration": 0, "value": 0}, '
                       '{"name": "step", "iteration": 0, "value": "a"}]')
     assert out[10] == "None"
+
+
+def test_holes_compare_as_nan_like_the_split_step(repo):
+    """The demo's split step derives first pages from colours with ``shift``: a hole must
+    compare as NaN, not as ``pd.NA`` (whose ``astype(int)`` raises)."""
+    out = run_script(repo, '''
+import flordb as flor
+for page in flor.loop("page", range(2)):
+    flor.log("first_page", page == 0)
+flor.commit()
+with flor.iteration("document", None, "a"):
+    for page in flor.loop("page", range(5)):
+        flor.log("page_color", [0, 0, 1, 1, 0][page])
+flor.commit()
+df = flor.dataframe("first_page", "page_color")
+print(df["page_color"].dtype, df["first_page"].dtype, df["page"].dtype)
+df = flor.utils.latest(df)
+print((df.shift(1)["page_color"] != df["page_color"]).astype(int).tolist())
+''').stdout.splitlines()
+    assert out == ["float64 object int64", "[1, 0, 1, 0, 1]"]

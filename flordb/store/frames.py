@@ -59,9 +59,7 @@ def dataframe(root: Path, names: Sequence[str]) -> pd.DataFrame:
     out = pd.concat([_identity(wide, runs), dims,
                      wide[list(dict.fromkeys(names))].reset_index(drop=True)], axis=1)
     for col in out.columns[3:]:
-        if isinstance(out[col].dtype, (pd.Int64Dtype, pd.BooleanDtype)) \
-                and not out[col].isna().any():
-            out[col] = out[col].astype(out[col].dtype.numpy_dtype)
+        out[col] = _classic(out[col], value=col not in dims.columns)
     # Runs in order, then loop iterations outermost first; rows outside a loop sort after it.
     keys = [dims[c].to_numpy(dtype="float64", na_value=np.inf) for c in dims.columns[::2]]
     order = np.lexsort([wide["rep"].to_numpy(), *reversed(keys), wide["run_id"].to_numpy()])
@@ -133,6 +131,25 @@ def _column(name: str, chunks: list[tuple], rows: list[tuple]) -> pd.DataFrame:
         rep = positions - np.maximum.accumulate(np.where(first, positions, 0))
     index = pd.MultiIndex.from_arrays([run, loop_id, it, rep], names=KEY)
     return pd.DataFrame({name: value}, index=index)
+
+
+def _classic(column: pd.Series, value: bool) -> pd.Series:
+    """A nullable column as pandas' classic dtypes, which code written for FlorDB expects
+    (``df.shift(1)[c] != df[c]`` must compare a hole as NaN): without holes, ``int64`` or
+    ``bool``; an int value column with holes is ``float64`` when that is exact (all within
+    2**53), a bool one ``object`` with NaN. Loop columns with holes stay ``Int64``."""
+    if not isinstance(column.dtype, (pd.Int64Dtype, pd.BooleanDtype)):
+        return column
+    holes = column.isna()
+    if not holes.any():
+        return column.astype(column.dtype.numpy_dtype)
+    if not value:
+        return column
+    if isinstance(column.dtype, pd.Int64Dtype):
+        if column.abs().max() <= 2**53:
+            return column.astype("float64")
+        return column
+    return column.astype(object).where(~holes, np.nan)
 
 
 def _is_sorted(run: np.ndarray, loop_id: np.ndarray, it: np.ndarray) -> bool:
