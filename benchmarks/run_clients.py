@@ -68,6 +68,7 @@ class Client:
     work: Path
     env: dict[str, str]
     steps: list[Step] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # steps broken in the client itself
 
     @property
     def root(self) -> Path:
@@ -288,18 +289,33 @@ sys.path.insert(0, os.getcwd())
 from app import app
 client = app.test_client()
 doc = sorted(f for f in os.listdir(PDF_DIR) if f.endswith(".pdf"))[0]
+pages = []
+
+def metadata():
+    # The labelling page asks for every page's metadata, then posts it back with the colours.
+    for i in range(len(COLORS)):
+        response = client.get(f"/metadata-for-page/{i}")
+        if response.status_code != 200:
+            return response
+        data = {k: v for item in response.get_json() for k, v in item.items()}
+        pages.append({"page": i + 1, "data": data})
+    return response
+
 for route, call in [
         ("/", lambda: client.get("/")),
         ("/view-pdf", lambda: client.get("/view-pdf", query_string={"name": doc})),
-        ("/save_colors", lambda: client.post("/save_colors", json={"colors": COLORS})),
-        ("/view-pdf again", lambda: client.get("/view-pdf", query_string={"name": doc})),
-        ("/metadata-for-page/0", lambda: client.get("/metadata-for-page/0"))]:
+        ("/metadata-for-page (every page)", metadata),
+        ("/save_colors", lambda: client.post("/save_colors",
+                                             json={"colors": COLORS, "metadata": pages})),
+        ("/view-pdf again", lambda: client.get("/view-pdf", query_string={"name": doc}))]:
     try:
         response = call()
-        print(json.dumps([route, response.status_code, response.get_data(as_text=True)[:200]]))
+        print(json.dumps([route, response.status_code, response.get_data(as_text=True)[:300]]))
     except Exception as exc:
         print(json.dumps([route, 0, f"{type(exc).__name__}: {exc}"]))
 """
+
+ROUTES = ["/", "/view-pdf", "/metadata-for-page (every page)", "/save_colors", "/view-pdf again"]
 
 
 def flask_routes(client: Client, pdf_dir: str, pages: int, routes: list[str]) -> None:
@@ -346,16 +362,15 @@ def pdf_parser(client: Client) -> None:
              "make model.pth"),
         Step("make infer (infer.py)", "make infer"),
     ]
-    flask_routes(client, "app/static/private/pdfs", pages,
-                 ["/", "/view-pdf", "/save_colors", "/view-pdf again", "/metadata-for-page/0"])
+    flask_routes(client, "app/static/private/pdfs", pages, ROUTES)
     client.steps.append(Step("split.py (make apply_split, after the feedback)",
                              "python split.py"))
 
 
 def document_parser(client: Client, pdf: Path) -> None:
-    """The successor: its Makefile's targets (LayoutLMv3 training left out: it needs a
-    pretrained model from the hub), with the demo's PDF as its document."""
-    client.python(RESNET_WEIGHTS)
+    """The successor: its Makefile's targets that work at this commit (LayoutLMv3 training
+    left out: it needs a pretrained model from the hub), with the demo's PDF as its
+    document."""
     private = client.root / "private"
     private.mkdir()
     shutil.copy(pdf, private / pdf.name)
@@ -364,15 +379,14 @@ def document_parser(client: Client, pdf: Path) -> None:
         Step("doc_demux.py (make process_all)", "python doc_demux.py"),
         Step("label_by_hand.py (make first_pages)", "python label_by_hand.py"),
     ]
-    flask_routes(client, "app/static/private", page_count(client, pdf),
-                 ["/", "/view-pdf", "/save_colors"])
-    client.steps += [
-        Step("train/first_page_clf.py (make train_fp; --kwargs num_epochs=3)",
-             "python train/first_page_clf.py --kwargs num_epochs=3"),
-        Step("export_ckpt.py (make model.pth: the model registry)", "python export_ckpt.py"),
-        Step("infer/infer_firstpage.py", "PYTHONPATH=. python infer/infer_firstpage.py"),
-        Step("split.py (make apply_split)", "python split.py"),
-    ]
+    flask_routes(client, "app/static/private", page_count(client, pdf), ROUTES)
+    # Not run, each broken in the client at this commit whatever FlorDB it runs with:
+    client.skipped += [
+        "train/first_page_clf.py (make train_fp): its dataset reads a page_path column that"
+        " its flor.dataframe(page_color, first_page) does not ask for",
+        "export_ckpt.py (make model.pth): needs that training's runs",
+        "infer/infer_firstpage.py: imports IMGS_DIR, which app does not define",
+        "split.py (make apply_split): imports PDF_DIR, which app.constants does not define"]
 
 
 # --------------------------------------------------------------------------- driver
@@ -431,6 +445,8 @@ def main() -> int:
                 if failure and args.v:
                     print(textwrap.indent(failure.replace(" | ", "\n"), "        "))
                 sys.stdout.flush()
+            for reason in client.skipped:
+                print(f"  n/a   {reason}")
         print(f"\n{passed}/{total} client steps pass")
     finally:
         if args.keep:
