@@ -21,7 +21,8 @@ every older version on its own and classified by rules that do not use the propa
   in the old training loop's body (or the function that holds the inner loop);
 - **reported**: propagation declined with a reason, though the old version has the loops the
   position needs; **no such place** when it does not (no training loop, or no inner loop for
-  the inner positions): declining is then the right answer;
+  the inner positions), or never binds the variable the statement reads: declining is then
+  the right answer;
 - **wrong**: placed anywhere else (a silent misplacement).
 
 Run: ``python benchmarks/bench_propagate_real.py [--mirrors DIR] [--limit N] [-v]``. The
@@ -37,10 +38,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import libcst as cst
+import libcst.metadata
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -189,7 +192,9 @@ def shape(module: cst.Module, like: Like | None = None) -> Shape:
                 break
             alike = [(n, s) for n, s in loops
                      if header(module, n.stmt).split("|")[part] == h.split("|")[part]]
-            for keep in (lambda s: True, lambda s: s == sc, lambda s: s in ((), sc)):
+            keeps = (lambda s, sc=sc: True, lambda s, sc=sc: s == sc,
+                     lambda s, sc=sc: s in ((), sc))
+            for keep in keeps:
                 if len(found := [n for n, s in alike if keep(s)]) == 1:
                     same[k] = found
                     break
@@ -351,12 +356,49 @@ def classify(position: str, name: str, patched: str, old: str,
     raise ValueError(position)
 
 
-def has_place(old: str, position: str, like: Like) -> bool:
+def has_place(old: str, position: str, like: Like, var: str | None) -> bool:
     """Whether the old version has the loops ``position`` needs (the training loop; and the
-    inner loop for positions inside or after it)."""
-    sh = shape(cst.parse_module(old), like)
+    inner loop for positions inside or after it), and binds the variable the statement reads
+    somewhere (a statement reading a name the old version never has cannot be placed)."""
+    module = cst.parse_module(old)
+    sh = shape(module, like)
     return sh.outer is not None and (sh.inner is not None or position not in (
-        "inner_head", "after_inner"))
+        "inner_head", "after_inner")) and (var is None or var in _stored_names(module))
+
+
+def _stored_names(module: cst.Module) -> set[str]:
+    """Every name the module binds anywhere (assignments, loop and ``with`` targets,
+    parameters, imports, definitions)."""
+    wrapper = cst.metadata.MetadataWrapper(module, unsafe_skip_copy=True)
+    contexts = wrapper.resolve(cst.metadata.ExpressionContextProvider)
+    names = {node.value for node, ctx in contexts.items()
+             if isinstance(node, cst.Name) and ctx == cst.metadata.ExpressionContext.STORE}
+    for node in contexts:
+        if isinstance(node, cst.Param):
+            names.add(node.name.value)
+    names.update(n.name.value for n in _walk(module, (cst.FunctionDef, cst.ClassDef)))
+    for imp in _walk(module, (cst.Import, cst.ImportFrom)):
+        if isinstance(imp.names, Sequence):
+            for alias in imp.names:
+                bound = alias.asname.name if alias.asname else alias.name
+                if isinstance(bound, cst.Name):
+                    names.add(bound.value)
+                elif isinstance(bound, cst.Attribute):
+                    names.add(cst.Module([]).code_for_node(bound).split(".")[0])
+    return names
+
+
+def _walk(module: cst.Module, kinds: tuple[type, ...]) -> list:
+    found: list = []
+
+    class _Find(cst.CSTVisitor):
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            if isinstance(node, kinds):
+                found.append(node)
+            return True
+
+    module.visit(_Find())
+    return found
 
 
 def run(project: str, path: str, repo: Path, limit: int | None, verbose: bool
@@ -391,7 +433,7 @@ def run(project: str, path: str, repo: Path, limit: int | None, verbose: bool
             if p.status != "failed":
                 verdict = classify(position, name, result.source, old, like, edge)
             else:
-                verdict = "reported" if has_place(old, position, like) else "absent"
+                verdict = "reported" if has_place(old, position, like, var) else "absent"
             counts[(position, verdict)] += 1
             if verbose and verdict != "right":
                 print(f"    {project}:{path} v{k} {position}: {verdict} {p.reason}")

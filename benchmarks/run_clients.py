@@ -40,9 +40,9 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -55,7 +55,7 @@ class Step:
 
     name: str
     cmd: str | None = None
-    check: Callable[["Client"], str | None] | None = None  # returns a failure, or None
+    check: Callable[[Client], str | None] | None = None  # returns a failure, or None
     stdin: str | None = None
     timeout: int = 900
 

@@ -15,16 +15,17 @@ module is cheap: pandas, git and libcst are imported only when a call needs them
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from threading import get_ident as _thread
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flordb import kwargs as _kwargs
 from flordb import notebook as _notebook
 from flordb import utils
 from flordb.errors import FlorError
-from flordb.runtime import CHUNK as _CHUNK
 from flordb.runtime import _MAIN_THREAD
+from flordb.runtime import CHUNK as _CHUNK
 from flordb.runtime import RUNTIME as _rt
 from flordb.runtime import current as _current
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     import os
 
     import pandas
-
     from matplotlib.figure import Figure
 
     from flordb.lifecycle.datasets import Dataset
@@ -163,13 +163,13 @@ def commit() -> None:
     _current().commit()
 
 
-def dataframe(*names: str) -> "pandas.DataFrame":
+def dataframe(*names: str) -> pandas.DataFrame:
     """Logged values as a DataFrame: one row per run and loop context where a name was logged.
 
-    Columns: ``projid, tstamp`` (a pandas datetime), ``filename``, then ``<loop>, <loop>_value`` per loop (outermost
-    first; ``<loop>`` counts iterations from 1), then ``names`` in order. Top-level values
-    (``flor.arg`` and logs outside loops) fill every row of their run. With no names: one row
-    per run with its top-level values.
+    Columns: ``projid, tstamp`` (a pandas datetime), ``filename``, then ``<loop>,
+    <loop>_value`` per loop (outermost first; ``<loop>`` counts iterations from 1), then
+    ``names`` in order. Top-level values (``flor.arg`` and logs outside loops) fill every row
+    of their run. With no names: one row per run with its top-level values.
     """
     import pandas as pd
 
@@ -182,13 +182,13 @@ def dataframe(*names: str) -> "pandas.DataFrame":
     return frame
 
 
-def pivot(*names: str) -> "pandas.DataFrame":
+def pivot(*names: str) -> pandas.DataFrame:
     """FlorDB's older name for :func:`dataframe` (used in its tutorial's notebooks): the same
     frame, one row per logged value with the loop columns."""
     return dataframe(*names)
 
 
-def query(sql: str, params: Iterable[Any] = ()) -> "pandas.DataFrame | None":
+def query(sql: str, params: Iterable[Any] = ()) -> pandas.DataFrame | None:
     """Run read-only ``sql`` over the store: a DataFrame (``tstamp`` as datetimes), or
     ``None`` when no row matches (as FlorDB returns).
 
@@ -224,14 +224,13 @@ def replay(names: str | Iterable[str], where: str | None = None, workers: int | 
 
 
 def plot(name: str, x: str | None = None, by: Iterable[str] | None = None,
-         where: str | None = None, runs: Iterable[str] | None = None) -> "Figure":
+         where: str | None = None, runs: Iterable[str] | None = None) -> Figure:
     """A matplotlib figure of ``name``: one line per run over the loop ``x`` (default the
     innermost; inner loops are numbered across outer ones), runs labelled by the args that
     differ (or by ``by``), restricted by ``where`` (top-level values, as in
     :func:`replay`) or to the runs with tstamps ``runs``. See :mod:`flordb.charts`."""
     from flordb import charts
     from flordb.store.frames import arguments, runs_where
-
     from flordb.store.frames import dataframe as _frame
 
     rt = _current()
@@ -247,19 +246,19 @@ def plot(name: str, x: str | None = None, by: Iterable[str] | None = None,
 
 
 # --------------------------------------------------------------------- lifecycle records
-def input(path: "str | os.PathLike[str]") -> "str | os.PathLike[str]":
+def input(path: str | os.PathLike[str]) -> str | os.PathLike[str]:
     """Record the file at ``path`` (its sha256) as an input of the current run; return ``path``."""
     _current().file_io("input", path)
     return path
 
 
-def output(path: "str | os.PathLike[str]") -> "str | os.PathLike[str]":
+def output(path: str | os.PathLike[str]) -> str | os.PathLike[str]:
     """Declare ``path`` an output of the current run (hashed when the run ends); return it."""
     _current().file_io("output", path)
     return path
 
 
-def executions() -> "pandas.DataFrame":
+def executions() -> pandas.DataFrame:
     """Every run as an execution: status, times, duration, argv, ``flor.arg`` values, code
     snapshot, environment summary, and counts of inputs, outputs and checkpoints."""
     from flordb.store.executions import executions as _executions
@@ -268,22 +267,22 @@ def executions() -> "pandas.DataFrame":
         return _executions(conn)
 
 
-def dataset(name: str, record_type: str = "file", description: str = "") -> "Dataset":
+def dataset(name: str, record_type: str = "file", description: str = "") -> Dataset:
     """The versioned dataset ``name`` (created if new); see :mod:`flordb.lifecycle.datasets`."""
     from flordb.lifecycle.datasets import dataset as _dataset
 
     return _dataset(name, record_type, description)
 
 
-def datasets() -> "pandas.DataFrame":
+def datasets() -> pandas.DataFrame:
     """Every dataset: record type, working-set size, released versions, split origin."""
     from flordb.lifecycle.datasets import datasets as _datasets
 
     return _datasets()
 
 
-def feature(name: str, record_type: str = "file", columns: "dict[str, type] | None" = None,
-            vocabulary: "dict[str, dict[str, list[str]]] | None" = None) -> "Feature":
+def feature(name: str, record_type: str = "file", columns: dict[str, type] | None = None,
+            vocabulary: dict[str, dict[str, list[str]]] | None = None) -> Feature:
     """The feature (or label) ``name`` on records of ``record_type``; see
     :mod:`flordb.lifecycle.features`."""
     from flordb.lifecycle.features import feature as _feature
@@ -291,21 +290,21 @@ def feature(name: str, record_type: str = "file", columns: "dict[str, type] | No
     return _feature(name, record_type, columns, vocabulary)
 
 
-def lineage(target: Any) -> "pandas.DataFrame":
+def lineage(target: Any) -> pandas.DataFrame:
     """What produced ``target`` (a file, ``name@label``, a run id, a row of :func:`best`)."""
     from flordb.lifecycle.lineage import lineage as _lineage
 
     return _lineage(target)
 
 
-def derived(target: Any) -> "pandas.DataFrame":
+def derived(target: Any) -> pandas.DataFrame:
     """Everything produced from ``target`` (e.g. a dataset version found to be poisoned)."""
     from flordb.lifecycle.lineage import derived as _derived
 
     return _derived(target)
 
 
-def best(metric: str, mode: str = "max", n: int = 1) -> "pandas.DataFrame":
+def best(metric: str, mode: str = "max", n: int = 1) -> pandas.DataFrame:
     """The best ``n`` values of a logged metric, each with the checkpoint it was computed from."""
     from flordb.lifecycle.registry import best as _best
 
@@ -319,7 +318,7 @@ def load_checkpoint(row: Any, **objects: Any) -> None:
     _load(row, **objects)
 
 
-def feature_store(record_type: str, how: str = "newest") -> "pandas.DataFrame":
+def feature_store(record_type: str, how: str = "newest") -> pandas.DataFrame:
     """One row per record of ``record_type`` with the selected value of every feature on it."""
     from flordb.lifecycle.registry import feature_store as _feature_store
 
@@ -327,7 +326,7 @@ def feature_store(record_type: str, how: str = "newest") -> "pandas.DataFrame":
 
 
 def training_data(version: Any, features: Iterable[str] = (), label: str | None = None,
-                  how: str = "newest") -> "pandas.DataFrame":
+                  how: str = "newest") -> pandas.DataFrame:
     """Members of a dataset version joined with feature and label values (recorded as inputs)."""
     from flordb.lifecycle.registry import training_data as _training_data
 

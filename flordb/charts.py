@@ -14,7 +14,8 @@ Replayed values are drawn like recorded ones: they are the run's values. A line 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,8 +32,8 @@ class PlotError(ValueError):
     """Nothing to plot, or a loop or label that is not there."""
 
 
-def plot(frame: "pd.DataFrame", args: "pd.DataFrame", name: str, x: str | None = None,
-         by: Sequence[str] | None = None, title: str | None = None) -> "Figure":
+def plot(frame: pd.DataFrame, args: pd.DataFrame, name: str, x: str | None = None,
+         by: Sequence[str] | None = None, title: str | None = None) -> Figure:
     """The figure of ``name`` from ``frame`` (``flor.dataframe(name)``); ``args`` has one row
     per run (``tstamp`` and its ``flor.arg`` values) for the labels."""
     import numpy as np
@@ -87,7 +88,7 @@ def plot(frame: "pd.DataFrame", args: "pd.DataFrame", name: str, x: str | None =
     return fig
 
 
-def run_labels(args: "pd.DataFrame", tstamps: list[str],
+def run_labels(args: pd.DataFrame, tstamps: list[str],
                by: Sequence[str] | None = None) -> dict[str, str]:
     """A label per run: ``by`` values, else the args that differ between these runs, else
     the run's timestamp. Runs that would share a label get their timestamp added."""

@@ -114,7 +114,7 @@ class Checkpointer:
 
     def __init__(self, root: Path, epsilon: float,
                  background_min_bytes: int = BACKGROUND_MIN_BYTES,
-                 files: "FlorFiles | None" = None) -> None:
+                 files: FlorFiles | None = None) -> None:
         self.root = root
         self.files = files  # FlorDB-layout files linked to each checkpoint's objects
         self.store = store_dir(root)

@@ -1,7 +1,8 @@
 """Replay mode of the runtime: the child process of one replay work unit.
 
 ``flordb replay`` starts a patched past version of a script with ``$FLORDB_REPLAY``
-(:data:`flordb.store.replays.UNIT_ENV`) set to a unit id. The runtime then records nothing new about the run: it attaches to the replayed run,
+(:data:`flordb.store.replays.UNIT_ENV`) set to a unit id. The runtime then records nothing
+new about the run: it attaches to the replayed run,
 answers ``flor.arg`` with the recorded values, gives each loop instance its recorded
 ``loop_id`` (so new values land in the recorded context), and follows the unit's
 :class:`~flordb.store.replays.Directive`:
@@ -23,9 +24,10 @@ import os
 import sys
 from array import array
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from flordb import checkpoint
 from flordb.store import replays

@@ -23,9 +23,10 @@ import sys
 import threading
 import time
 from array import array
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from flordb import capture as _capture
 from flordb import checkpoint, settings

@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     import pandas
 
 
-def latest(frame: "pandas.DataFrame") -> "pandas.DataFrame":
+def latest(frame: pandas.DataFrame) -> pandas.DataFrame:
     """The rows of ``frame`` from its newest run: those whose ``tstamp`` is the largest."""
     if frame is None or frame.empty or "tstamp" not in frame:
         return frame

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 
+from conftest import run_script
+
 from flordb.store.db import store_dir
 from flordb.ui import create_app
-
-from conftest import run_script
 
 SCRIPT = '''
 import logging, sys

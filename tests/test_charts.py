@@ -5,11 +5,10 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from conftest import run_script
 
 import flordb as flor
 from flordb.charts import PlotError
-
-from conftest import run_script
 
 SWEEP = '''
 import flordb as flor

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import GIT_ENV, make_repo
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from conftest import run_script
+
 import flordb as flor
 from flordb.store.redact import REDACTED, is_secret
-
-from conftest import run_script
 
 SECRETS = {
     "MY_API_KEY": "sk-live-0123456789abcdef",

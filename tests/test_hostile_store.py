@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import git, make_repo, run_script
 
 from flordb.store.db import store_dir
 from flordb.ui import create_app
-
-from conftest import git, make_repo, run_script
 
 SCRIPT = '''
 import flordb as flor
@@ -108,8 +107,8 @@ for i in flor.loop("i", range(3)):
     flor.log("x", float(i))
     flor.log("note", "bad \\ud800 " + str(i))
 ''')
-    from flordb.store.frames import dataframe
     from flordb.store.db import connect_reader
+    from flordb.store.frames import dataframe
 
     frame = dataframe(repo, ["x", "note"])
     assert frame["x"].tolist() == [0.0, 1.0, 2.0]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import git, make_repo, run_script
 
 import flordb
 from flordb.hindsight import analysis as A
@@ -23,8 +24,6 @@ from flordb.hindsight.plan import make_plan
 from flordb.hindsight.replay import Report, execute
 from flordb.store.db import connect_reader
 from flordb.store.frames import dataframe
-
-from conftest import git, make_repo, run_script
 
 V1 = '''
 import flordb as flor
@@ -319,7 +318,8 @@ def test_pipeline_of_two_scripts(tmp_path):
     for seed in ("1", "2"):
         run_script(repo, None, "--kwargs", f"seed={seed}", name="featurize.py")
         run_script(repo, None, name="train.py")
-    (repo / "featurize.py").write_text(PIPE_FEATURIZE + 'flor.log("col_mean", float(rows.mean()))\n')
+    (repo / "featurize.py").write_text(
+        PIPE_FEATURIZE + 'flor.log("col_mean", float(rows.mean()))\n')
     (repo / "train.py").write_text(PIPE_TRAIN.replace(
         '        flor.log("w0"', '        flor.log("w1", float(w[1]))\n        flor.log("w0"'))
     plan = make_plan(repo, ["col_mean", "w1"])
@@ -568,8 +568,8 @@ for i in flor.loop("doc", range(3)):
 '''
     record(repo, [(labeller, ())])
     before = flor_query(repo, "SELECT record_id, run_id, created FROM feature_values")
-    (repo / "train.py").write_text(labeller.replace('    flor.log("i", i)\n',
-                                                    '    flor.log("i", i)\n    flor.log("j", -i)\n'))
+    (repo / "train.py").write_text(labeller.replace(
+        '    flor.log("i", i)\n', '    flor.log("i", i)\n    flor.log("j", -i)\n'))
     report = execute(repo, make_plan(repo, ["j"]), progress=False)
     assert report.ok, report.render()
     assert dataframe(repo, ["j"])["j"].tolist() == [0, -1, -2]

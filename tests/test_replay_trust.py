@@ -5,12 +5,11 @@ compares with a from-scratch run of the patched version."""
 from __future__ import annotations
 
 import pytest
+from conftest import make_repo
+from test_replay import assert_equal_to_scratch, record
 
 from flordb.hindsight.plan import make_plan
 from flordb.hindsight.replay import execute
-
-from conftest import make_repo
-from test_replay import assert_equal_to_scratch, record
 
 TORCH = '''
 import flordb as flor

@@ -6,11 +6,10 @@ import shutil
 import threading
 
 import pytest
+from conftest import git, run_script
 
 from flordb.store.db import store_dir
 from flordb.ui import create_app
-
-from conftest import git, run_script
 
 EVIL = "<script>alert(1)</script>"
 SCRIPT = '''
@@ -42,7 +41,8 @@ def project(tmp_path_factory):
     (repo / "train.py").write_text(SCRIPT.replace("range(3)", "range(2)"))
     run_script(repo, None, "--kwargs", "lr=0.5")
     (repo / "train.py").write_text(SCRIPT.replace(
-        '        flor.log("acc"', '        flor.log("wmax", float(w.max()))\n        flor.log("acc"'))
+        '        flor.log("acc"',
+        '        flor.log("wmax", float(w.max()))\n        flor.log("acc"'))
     from flordb.hindsight.plan import make_plan
     from flordb.hindsight.replay import execute
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import git, run_script
 
 FEEDBACK_APP = '''
@@ -38,7 +37,8 @@ def test_constants_and_raw_string_arg(repo, tmp_path):
     home = tmp_path / "home"
     out = run_script(repo, '''
 import flordb as flor, flor as same
-print(flor is same, flor.PROJID, flor.SCRIPTNAME, flor.CURRDIR == str(__import__("pathlib").Path.cwd()))
+cwd = str(__import__("pathlib").Path.cwd())
+print(flor is same, flor.PROJID, flor.SCRIPTNAME, flor.CURRDIR == cwd)
 print(flor.HOMEDIR)
 print(repr(flor.arg("epochs")), repr(flor.arg("flag", False)), repr(flor.arg("lr", 0.1)))
 ''', "--kwargs", "epochs=5", "flag=y", "lr=1e-3", env={"FLORDB_HOME": str(home)}).stdout

@@ -18,12 +18,16 @@ assigned at the top of a loop body counts as assigned after the loop.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import libcst as cst
-from libcst.metadata import ExpressionContext, ExpressionContextProvider, MetadataWrapper
-from libcst.metadata import PositionProvider
+from libcst.metadata import (
+    ExpressionContext,
+    ExpressionContextProvider,
+    MetadataWrapper,
+    PositionProvider,
+)
 
 from flordb.hindsight.cst_tree import FLORDB_MODULES, dotted
 

@@ -19,8 +19,9 @@ of a destination tree in two phases:
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 
 @dataclass(eq=False)
@@ -120,7 +121,8 @@ def index(root: Tree) -> Tree:
 
 
 def dice(src: Tree, dst: Tree, mapping: Mapping) -> float:
-    """``2·|mapped descendants of src whose image descends from dst| / (|desc src| + |desc dst|)``."""
+    """``2·|mapped descendants of src whose image descends from dst|``, divided by
+    ``|desc src| + |desc dst|``."""
     if src.size + dst.size <= 2:
         return 0.0
     images = mapping.src_to_dst

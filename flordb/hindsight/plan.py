@@ -24,9 +24,9 @@ import math
 import os
 import sqlite3
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from flordb.checkpoint import available
 from flordb.hindsight import analysis as A

@@ -25,10 +25,11 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from flordb.hindsight import crosscheck
 from flordb.hindsight.crosscheck import same, values_where

@@ -19,9 +19,10 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from flordb.runtime import current as _runtime
 from flordb.store.io import file_digest
@@ -61,7 +62,7 @@ def dataset(name: str, record_type: str = "file", description: str = "") -> Data
     return Dataset(row[0], name, row[1])
 
 
-def datasets() -> "pandas.DataFrame":
+def datasets() -> pandas.DataFrame:
     """Every dataset with its working-set size, versions and, for splits, their origin."""
     import pandas as pd
 
@@ -103,7 +104,7 @@ class Dataset:
                              [(self.dataset_id, rid) for rid in ids])
             return conn.total_changes - before
 
-    def members(self) -> "pandas.DataFrame":
+    def members(self) -> pandas.DataFrame:
         """The working set: ``record_id, record_type``, ordered by record id."""
         import pandas as pd
 
@@ -129,7 +130,7 @@ class Dataset:
         with _runtime().reading() as conn:
             return _version(conn, self.name, label)
 
-    def versions(self) -> "pandas.DataFrame":
+    def versions(self) -> pandas.DataFrame:
         """The released versions: label, size, content hash, when and by which run."""
         import pandas as pd
 
@@ -139,7 +140,7 @@ class Dataset:
                 " description FROM dataset_versions WHERE dataset_id = ? ORDER BY version_id",
                 conn, params=(self.dataset_id,))
 
-    def diff(self, old: str, new: str) -> "pandas.DataFrame":
+    def diff(self, old: str, new: str) -> pandas.DataFrame:
         """Members ``added``, ``removed`` or ``changed`` (file content) from ``old`` to ``new``."""
         return self.version(old).diff(self.version(new))
 
@@ -159,7 +160,7 @@ class DatasetVersion:
         """``name@label``: how the version is named as a member and in lineage."""
         return f"{self.dataset}@{self.label}"
 
-    def members(self, recursive: bool = False) -> "pandas.DataFrame":
+    def members(self, recursive: bool = False) -> pandas.DataFrame:
         """The frozen manifest: ``record_id, record_type, checksum``. With ``recursive``, nested
         dataset versions are replaced by their own members (``via`` names the nesting)."""
         import pandas as pd
@@ -193,13 +194,13 @@ class DatasetVersion:
                 raise IntegrityError(f"{self.ref}: {len(changed)} file(s) changed since release,"
                                      f" e.g. {changed[0]}")
 
-    def read(self) -> "pandas.DataFrame":
+    def read(self) -> pandas.DataFrame:
         """The members, recording this version as an input of the current run."""
         self.verify()
         _runtime().record_io("input", "dataset", self.ref, self.content_hash)
         return self.members()
 
-    def diff(self, other: DatasetVersion) -> "pandas.DataFrame":
+    def diff(self, other: DatasetVersion) -> pandas.DataFrame:
         """Members ``added``, ``removed`` or ``changed`` going from this version to ``other``."""
         import pandas as pd
 
@@ -263,7 +264,7 @@ class DatasetVersion:
                             "minor", checksums=True)
 
 
-def _release(conn: "sqlite3.Connection", run_id: int, ds: Dataset, label: str | None,
+def _release(conn: sqlite3.Connection, run_id: int, ds: Dataset, label: str | None,
              description: str, bump: str, checksums: bool) -> DatasetVersion:
     versions = conn.execute("SELECT label, content_hash, version_id, n_members FROM"
                             " dataset_versions WHERE dataset_id = ? ORDER BY version_id",
@@ -301,7 +302,7 @@ def content_hash(manifest: Iterable[tuple[str, str, str | None]]) -> str:
     return h.hexdigest()
 
 
-def _version(conn: "sqlite3.Connection", name: str, label: str | None) -> DatasetVersion:
+def _version(conn: sqlite3.Connection, name: str, label: str | None) -> DatasetVersion:
     sql = ("SELECT v.version_id, v.label, v.content_hash, v.n_members FROM dataset_versions v"
            " JOIN datasets d ON d.dataset_id = v.dataset_id WHERE d.name = ?")
     row = conn.execute(sql + (" AND v.label = ?" if label else " ORDER BY v.version_id DESC"
@@ -311,7 +312,7 @@ def _version(conn: "sqlite3.Connection", name: str, label: str | None) -> Datase
     return DatasetVersion(row[0], name, row[1], row[2], row[3])
 
 
-def _manifest(conn: "sqlite3.Connection", version_id: int) -> "pandas.DataFrame":
+def _manifest(conn: sqlite3.Connection, version_id: int) -> pandas.DataFrame:
     import pandas as pd
 
     return pd.read_sql_query(

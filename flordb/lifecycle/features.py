@@ -85,7 +85,7 @@ class Feature:
         """
         self.add_many([{"record_id": record_id, **values}], annotator, workflow)
 
-    def add_many(self, rows: list[dict[str, Any]] | "pandas.DataFrame",
+    def add_many(self, rows: list[dict[str, Any]] | pandas.DataFrame,
                  annotator: str | None = None, workflow: str | None = None) -> int:
         """Store many values (dicts or a frame with ``record_id`` and the value columns)."""
         if hasattr(rows, "to_dict"):
@@ -117,7 +117,7 @@ class Feature:
                 out[col] = _term(self.name, col, terms, out[col])
         return out
 
-    def values(self) -> "pandas.DataFrame":
+    def values(self) -> pandas.DataFrame:
         """Every value: ``record_id``, the columns, ``annotator, workflow, run_id, tstamp,
         created``, oldest first."""
         import pandas as pd
@@ -136,7 +136,7 @@ class Feature:
         return frame
 
     def select(self, how: str = "newest", annotator: str | None = None,
-               workflow: str | None = None, column: str | None = None) -> "pandas.DataFrame":
+               workflow: str | None = None, column: str | None = None) -> pandas.DataFrame:
         """One value per record: the ``newest``, or the ``majority`` vote on ``column`` (default
         the first; ties go to the newest), among the values of ``annotator``/``workflow`` when
         given. Majority rows say how many ``votes`` the value got out of ``voters``."""
@@ -161,7 +161,7 @@ class Feature:
                                     ascending=[True, False, False], kind="stable")
         return ordered.groupby("record_id", sort=True).head(1).reset_index(drop=True)
 
-    def read(self, how: str = "newest", **filters: Any) -> "pandas.DataFrame":
+    def read(self, how: str = "newest", **filters: Any) -> pandas.DataFrame:
         """:meth:`select`, recording the selection as an input of the current run."""
         chosen = self.select(how, **filters)
         digest = hashlib.sha256(chosen.drop(columns=["created"]).to_csv(index=False).encode())

@@ -31,18 +31,18 @@ if TYPE_CHECKING:
     import pandas
 
 
-def lineage(target: object) -> "pandas.DataFrame":
+def lineage(target: object) -> pandas.DataFrame:
     """Everything ``target`` (a file path, ``name@label``, a DatasetVersion, a run id or a
     checkpoint row from :func:`flordb.best`) was produced from, transitively."""
     return _walk(target, upstream=True)
 
 
-def derived(target: object) -> "pandas.DataFrame":
+def derived(target: object) -> pandas.DataFrame:
     """Everything produced from ``target``, transitively: the poisoned-data query."""
     return _walk(target, upstream=False)
 
 
-def _walk(target: object, upstream: bool) -> "pandas.DataFrame":
+def _walk(target: object, upstream: bool) -> pandas.DataFrame:
     import pandas as pd
 
     with _runtime().reading() as conn:
@@ -74,7 +74,7 @@ def _walk(target: object, upstream: bool) -> "pandas.DataFrame":
     return frame.sort_values(["depth", "kind", "ref"], kind="stable").reset_index(drop=True)
 
 
-def _edges(conn: "sqlite3.Connection") -> list[tuple[str, str]]:
+def _edges(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     edges: list[tuple[str, str]] = []
     for run, name, label in conn.execute(
             "SELECT v.released_by, d.name, v.label FROM dataset_versions v"
@@ -111,7 +111,7 @@ def _io_node(kind: str, ref: str, checksum: str | None) -> str:
     return f"{kind}:{ref}"
 
 
-def _resolve(conn: "sqlite3.Connection", target: object,
+def _resolve(conn: sqlite3.Connection, target: object,
              edges: list[tuple[str, str]]) -> list[str]:
     """The start nodes for ``target``."""
     from pathlib import Path

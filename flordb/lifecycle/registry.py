@@ -12,7 +12,8 @@ of that iteration, which is the checkpoint taken at the start of iteration *k + 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from flordb.lifecycle.datasets import DatasetVersion
 from flordb.lifecycle.features import get_feature
@@ -26,7 +27,7 @@ class RegistryError(LookupError):
     """No such metric, or no checkpoint for the chosen row."""
 
 
-def best(metric: str, mode: str = "max", n: int = 1) -> "pandas.DataFrame":
+def best(metric: str, mode: str = "max", n: int = 1) -> pandas.DataFrame:
     """The ``n`` best values of ``metric`` over all runs (and outermost-loop iterations), with
     ``run_id, loop_id, iter`` and ``checkpoint``: the iteration of the checkpoint that holds the
     state the value was computed from (missing when that checkpoint was not taken)."""
@@ -55,7 +56,7 @@ def best(metric: str, mode: str = "max", n: int = 1) -> "pandas.DataFrame":
         .reset_index(drop=True)
 
 
-def _checkpoint_of(conn, row: "pandas.Series", outer: str | None) -> tuple[Any, Any, Any]:
+def _checkpoint_of(conn, row: pandas.Series, outer: str | None) -> tuple[Any, Any, Any]:
     run = int(row["run_id"])
     main = conn.execute("SELECT loop_id FROM loops WHERE run_id = ? AND depth = 1"
                         + (" AND name = ?" if outer else "") + " ORDER BY loop_id LIMIT 1",
@@ -83,7 +84,7 @@ def _missing(value: Any) -> bool:
     return value is None or bool(pd.isna(value))
 
 
-def load_checkpoint(row: "pandas.Series | pandas.DataFrame", **objects: Any) -> None:
+def load_checkpoint(row: pandas.Series | pandas.DataFrame, **objects: Any) -> None:
     """Restore ``objects`` (``model=net, optimizer=opt``: the names they were enrolled under)
     and the RNG states from the checkpoint of a row of :func:`best`; the checkpoint becomes an
     input of the current run."""
@@ -95,7 +96,8 @@ def load_checkpoint(row: "pandas.Series | pandas.DataFrame", **objects: Any) -> 
         raise RegistryError(f"no checkpoint holds the state of that row (run {row['run_id']}): "
                             "it was not taken (see flor.set_epsilon) or was deleted")
     with _runtime().reading() as conn:
-        ck = checkpoint.load(_runtime().project_root(), conn, int(row["run_id"]), int(row["loop_id"]),
+        ck = checkpoint.load(_runtime().project_root(), conn, int(row["run_id"]),
+                             int(row["loop_id"]),
                              int(row["checkpoint"]))
     if ck is None or ck.iteration != int(row["checkpoint"]):
         raise RegistryError(f"the checkpoint of run {row['run_id']} at iteration "
@@ -104,7 +106,7 @@ def load_checkpoint(row: "pandas.Series | pandas.DataFrame", **objects: Any) -> 
     _runtime().record_io("input", "checkpoint", f"{ck.run_id}:{ck.loop_id}:{ck.iteration}", None)
 
 
-def feature_store(record_type: str, how: str = "newest") -> "pandas.DataFrame":
+def feature_store(record_type: str, how: str = "newest") -> pandas.DataFrame:
     """One row per record of ``record_type``, one column per value column of each feature on
     that type (``<feature>`` when it has one column, else ``<feature>.<column>``)."""
     import pandas as pd
@@ -120,7 +122,7 @@ def feature_store(record_type: str, how: str = "newest") -> "pandas.DataFrame":
 
 
 def training_data(version: DatasetVersion, features: Sequence[str] = (),
-                  label: str | None = None, how: str = "newest") -> "pandas.DataFrame":
+                  label: str | None = None, how: str = "newest") -> pandas.DataFrame:
     """The members of ``version`` with the selected values of ``features`` and ``label``
     (one row per member, in record order), recorded as inputs of the current run."""
     frame = version.read()[["record_id"]]
@@ -129,7 +131,7 @@ def training_data(version: DatasetVersion, features: Sequence[str] = (),
     return frame.reset_index(drop=True)
 
 
-def _wide(name: str, how: str, record: bool) -> "pandas.DataFrame":
+def _wide(name: str, how: str, record: bool) -> pandas.DataFrame:
     f = get_feature(name)
     chosen = f.read(how) if record else f.select(how)
     cols = list(f.columns)

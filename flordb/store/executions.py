@@ -25,7 +25,7 @@ def recorded_args(conn: sqlite3.Connection, run_id: int | None = None
     return out
 
 
-def executions(conn: sqlite3.Connection) -> "pd.DataFrame":
+def executions(conn: sqlite3.Connection) -> pd.DataFrame:
     """The ``executions`` view with ``args``, environment summary and input/output counts."""
     import pandas as pd
 

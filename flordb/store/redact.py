@@ -10,7 +10,7 @@ values are recorded as :data:`REDACTED`. A value holding a URL with a password
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 REDACTED = "[redacted by flordb]"
 SECRET_WORDS = frozenset({

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, fields
 
 from flordb.store.db import write_transaction
 from flordb.store.writer import pid_alive
+
 #: Environment variable that names the unit a replay's child process runs.
 UNIT_ENV = "FLORDB_REPLAY"
 

@@ -7,8 +7,6 @@ index respects ``.gitignore``; files above a size limit are left out with a warn
 
 from __future__ import annotations
 
-from flordb import settings
-
 import os
 import re
 import shutil
@@ -16,6 +14,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from flordb import settings
 
 SNAPSHOT_REF_PREFIX = "refs/flor/runs/"
 #: Untracked or modified files larger than this are not snapshotted (``$FLORDB_MAX_FILE_MB``).

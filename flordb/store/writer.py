@@ -22,7 +22,7 @@ Record = tuple[int, int, int, str, object, str, "str | None", str]
 class Batch:
     """Everything one flush writes, in one transaction."""
 
-    loops_new: list[tuple[int, int, int, str, int, "int | None", "int | None"]] = field(
+    loops_new: list[tuple[int, int, int, str, int, int | None, int | None]] = field(
         default_factory=list)
     loops_ended: list[tuple[int, int]] = field(default_factory=list)  # (iterations, loop_id)
     loop_values: list[tuple[int, int, str]] = field(default_factory=list)

@@ -13,17 +13,18 @@ from __future__ import annotations
 import io
 import json
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from flordb.errors import FlorError
 from flask import Flask, Response, abort, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
+from flordb.errors import FlorError
 from flordb.store.db import connect_reader
-from flordb.store.writer import dead_runs
 from flordb.store.executions import recorded_args
+from flordb.store.writer import dead_runs
 
 #: Filter operators of the dataframe page.
 OPS = ("==", "!=", ">", ">=", "<", "<=", "contains")
@@ -297,7 +298,7 @@ def _metric_choices(root: Path) -> tuple[list[str], dict[str, list[str]], list[t
             "SELECT DISTINCT name FROM series WHERE source IN ('record', 'replay')"
             " ORDER BY name")]
         parent: dict[tuple[int, int], tuple[int, str, int]] = {
-            (r, l): (p, n, d) for r, l, p, n, d in conn.execute(
+            (r, loop): (p, n, d) for r, loop, p, n, d in conn.execute(
                 "SELECT run_id, loop_id, parent_id, name, depth FROM loops")}
         found: dict[str, dict[str, int]] = {}  # name -> loop -> depth
         for name, run, loop_id in conn.execute(
