@@ -125,7 +125,7 @@ class Checkpointer:
         self.loops: dict[int, LoopStats] = {}
         self._queue: queue.Queue[_Capture | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
-        self._conn = connect_writer(root)
+        self._conn: sqlite3.Connection | None = connect_writer(root)
         self._conn_lock = threading.Lock()  # small captures are written on the caller's thread
         self._thread: threading.Thread | None = threading.Thread(
             target=self._writer_loop, name="flordb-checkpoint", daemon=True)
@@ -199,8 +199,11 @@ class Checkpointer:
         if self.files is not None:
             self.files.link(cap.iteration, [(r[3], r[4], r[5]) for r in rows])
         write_s = time.perf_counter() - t
-        with self._conn_lock, write_transaction(self._conn):
-            self._conn.executemany(
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("checkpoint written after the checkpointer closed")
+        with self._conn_lock, write_transaction(conn):
+            conn.executemany(
                 "INSERT OR REPLACE INTO checkpoints (run_id, loop_id, iter, name, kind, object,"
                 " bytes, capture_s, write_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(*row, write_s) for row in rows])
@@ -248,7 +251,8 @@ class FlorFiles:
         itself is unaffected."""
         if self.broken:
             return
-        value = iteration if self.start is None else self.start + self.step * iteration
+        value = iteration if self.start is None or self.step is None \
+            else self.start + self.step * iteration
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             for name, kind, digest in rows:

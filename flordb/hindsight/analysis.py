@@ -20,6 +20,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import libcst as cst
 from libcst.metadata import (
@@ -153,10 +154,12 @@ class _Script:
 
     def loop_name(self, node: cst.CSTNode) -> str | None:
         """The name of ``for ... in flor.loop(NAME, ...)``, else None."""
-        if isinstance(node, cst.For) and self.is_flor_call(node.iter, "loop") and node.iter.args:
+        if isinstance(node, cst.For) and isinstance(node.iter, cst.Call) \
+                and self.is_flor_call(node.iter, "loop") and node.iter.args:
             value = node.iter.args[0].value
-            if isinstance(value, cst.SimpleString):
-                return value.evaluated_value
+            if isinstance(value, cst.SimpleString) and isinstance(
+                    text := value.evaluated_value, str):
+                return text
         return None
 
     def line_span(self, node: cst.CSTNode) -> tuple[int, int]:
@@ -321,11 +324,13 @@ def analyze(source: str, lines: Iterable[int], main_loop: str | None,
     loop name (a statement in a loop of depth 2 or more is inside an inner loop).
     """
     s = _Script(source)
-    main = next((n for n in _walk(s.module) if s.loop_name(n) == main_loop), None)
+    main = next((n for n in _walk(s.module)
+                 if isinstance(n, cst.For) and s.loop_name(n) == main_loop), None)
     deps = s.dependencies()
     restored = {a.value.value for n in _walk(s.module) if s.is_flor_call(n, "checkpointing")
                 for a in n.args if a.keyword is not None and isinstance(a.value, cst.Name)}
-    body = list(main.body.body) if main is not None else []
+    # The main loop's statements (the small statements of a one-line body).
+    body: list[Any] = list(main.body.body) if main is not None else []
     holders = [i for i, stmt in enumerate(body) if s.holds_loop(stmt)]
     carried, inner_changed, after_changed, training = set(), set(), set(), set()
     if main is not None:
@@ -337,20 +342,22 @@ def analyze(source: str, lines: Iterable[int], main_loop: str | None,
             for stmt in body[holders[0] + 1:]:
                 if not s.holds_loop(stmt) and not _is_log_statement(s, stmt):
                     after_changed |= s.changes(stmt)
-    dangling = _dangling(s, main, body, holders, restored) if holders else set()
+    dangling = _dangling(s, main, body, holders, restored) \
+        if holders and main is not None else set()
     sites = []
     statements = {s.line_span(n)[0]: n for n in _walk(s.module)
                   if isinstance(n, cst.SimpleStatementLine)}
     for line in lines:
-        stmt = statements.get(line)
-        if stmt is None:
+        site = statements.get(line)
+        if site is None:
             raise ValueError(f"no statement starts at line {line} of the patched script")
-        position = _position(s, stmt, main, body, holders, depths)
+        position = _position(s, site, main, body, holders, depths)
         sites.append(Site(line, position, s.reads(stmt)))
     log_reads: dict[str, set[str]] = {}
     for n in _walk(s.module):
-        if s.is_flor_call(n, "log") and n.args and isinstance(n.args[0].value, cst.SimpleString):
-            name = n.args[0].value.evaluated_value
+        if isinstance(n, cst.Call) and s.is_flor_call(n, "log") and n.args \
+                and isinstance(n.args[0].value, cst.SimpleString) \
+                and isinstance(name := n.args[0].value.evaluated_value, str):
             log_reads.setdefault(name, set()).update(*(s.reads(a.value) for a in n.args[1:]))
     return Analysis(sites, restored, carried, inner_changed, training, after_changed,
                     log_reads, main is not None, deps, dangling)
@@ -362,7 +369,8 @@ def _dangling(s: _Script, main: cst.For, body: list, holders: list[int],
     script, and not restored) that statements after the first of them read, in the main
     loop's body or after the main loop."""
     inside = {id(n) for i in holders for n in _walk(body[i])}
-    bound_in, bound_elsewhere = set(), set()
+    bound_in: set[str] = set()
+    bound_elsewhere: set[str] = set()
     for n in _walk(s.module):
         if isinstance(n, cst.Name) and s.ctx.get(n) in _STORE:
             (bound_in if id(n) in inside else bound_elsewhere).add(n.value)
@@ -426,7 +434,7 @@ def _is_log_statement(s: _Script, stmt: cst.CSTNode) -> bool:
 
 def _blocks(stmt: cst.CSTNode) -> list[list[cst.CSTNode]]:
     """The statement lists directly under a compound statement (all branches)."""
-    out = []
+    out: list[list[cst.CSTNode]] = []
     for child in stmt.children:
         if isinstance(child, cst.IndentedBlock):
             out.append(list(child.body))

@@ -50,7 +50,7 @@ def _own_binds(node: cst.CSTNode) -> set[str]:
     if isinstance(node, cst.ImportAlias):
         if node.asname is not None:
             return _target_names(node.asname.name)
-        head = node.name
+        head: cst.BaseExpression = node.name
         while isinstance(head, cst.Attribute):
             head = head.value
         return {head.value} if isinstance(head, cst.Name) else set()
@@ -87,7 +87,8 @@ def reads(tree: Tree, variables: list[Tree]) -> set[str]:
     (an augmented assignment reads its target too) and those bound inside it."""
     inner = inner_names(tree)
     targets = set() if _is_augmented(tree) else statement_binds(tree)
-    return {t.value for t in variables if t.value not in inner and t.value not in targets}
+    return {t.value for t in variables
+            if t.value is not None and t.value not in inner and t.value not in targets}
 
 
 def statement_binds(tree: Tree) -> set[str]:
@@ -109,7 +110,8 @@ def bound_before(block: Tree, index: int) -> set[str]:
     enclosing scopes bind anywhere count too: the function is called after they are bound, as
     far as syntax can tell."""
     bound = set(dir(builtins)) | {"__file__", "__name__"}
-    node, at = block, index
+    node: Tree | None = block
+    at = index
     while node is not None:
         if node.label in ("Module", "IndentedBlock"):
             for sibling in node.children[:at]:
@@ -131,19 +133,19 @@ def bound_before(block: Tree, index: int) -> set[str]:
             params = origin.params
             for p in (*params.posonly_params, *params.params, *params.kwonly_params):
                 bound.add(p.name.value)
-            for p in (params.star_arg, params.star_kwarg):
-                if isinstance(p, cst.Param):
-                    bound.add(p.name.value)
+            for star in (params.star_arg, params.star_kwarg):
+                if isinstance(star, cst.Param):
+                    bound.add(star.name.value)
         if isinstance(origin, (cst.FunctionDef, cst.ClassDef)):
             # Everything the enclosing scopes bind anywhere is visible when it runs.
-            outer = owner.parent
+            outer: Tree | None = owner.parent
             while outer is not None:
                 if outer.label in ("Module", "IndentedBlock"):
                     for sibling in outer.children:
                         bound |= binds(sibling)
                 outer = outer.parent
             break
-        child = owner
+        child: Tree = owner
         node = owner.parent
         while node is not None and node.label not in ("Module", "IndentedBlock"):
             child, node = node, node.parent

@@ -253,7 +253,8 @@ def _top_down(src: Tree, dst: Tree, mapping: Mapping, min_height: int) -> None:
             by_digest1[t.digest].append(t)
         for t in group2:
             by_digest2[t.digest].append(t)
-        matched1, matched2 = set(), set()
+        matched1: set[int] = set()
+        matched2: set[int] = set()
         for digest, srcs in by_digest1.items():
             for t1 in srcs:
                 cands = [t2 for t2 in by_digest2.get(digest, ()) if t1.isomorphic(t2)]
@@ -366,8 +367,8 @@ def _recover(t1: Tree, t2: Tree, mapping: Mapping, max_size: int) -> None:
     before = {id(c) for c in t1.children if mapping.has_src(c)}
     _map_unique_children(t1, t2, mapping)
     for a in t1.children:
-        if id(a) not in before and mapping.has_src(a):
-            _recover(a, mapping.dst(a), mapping, max_size)
+        if id(a) not in before and (image := mapping.dst(a)) is not None:
+            _recover(a, image, mapping, max_size)
 
 
 def _lcs(xs: list[Tree], ys: list[Tree],

@@ -120,12 +120,12 @@ class Plan:
         out = [f"replay {', '.join(self.names)}"
                + (f" where {self.where}" if self.where else "")
                + f": {len(self.runs)} runs, {len(self.units)} units, {self.workers} workers"]
-        for v in self.versions:
-            runs = [r for r in self.runs if r.version is v]
-            out.append(f"  version {v.blob[:10]} of {v.filename} ({len(runs)} runs)")
-            if v.error:
-                out.append(f"    not replayed: {v.error}")
-            for p in v.placements:
+        for version in self.versions:
+            runs = [r for r in self.runs if r.version is version]
+            out.append(f"  version {version.blob[:10]} of {version.filename} ({len(runs)} runs)")
+            if version.error:
+                out.append(f"    not replayed: {version.error}")
+            for p in version.placements:
                 out.append(f"    {p.describe()}")
         for r in self.runs:
             where = "; ".join(f"{n}: {pos}" for n, pos in r.positions.items())
@@ -355,8 +355,8 @@ class _Planner:
         groups: dict[str, list[str]] = defaultdict(list)
         for name in lacking:
             groups[json.dumps(lacking[name])].append(name)
-        for key, group in groups.items():
-            prefix_done, suffix_done, done = json.loads(key)
+        for progress, group in groups.items():
+            prefix_done, suffix_done, done = json.loads(progress)
             strategy, units = self._units(
                 run_id, main, an, [sites[n] for n in group], per_run,
                 prefix_done, suffix_done, [tuple(r) for r in done])

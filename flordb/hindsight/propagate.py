@@ -13,11 +13,13 @@ from __future__ import annotations
 import builtins
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from collections.abc import Mapping as MappingOf
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from flordb.hindsight import bindings
 from flordb.hindsight.cst_tree import FLORDB_MODULES, dotted, is_block, to_tree
@@ -73,14 +75,17 @@ class _Parsed:
     nodes: dict[int, Tree]  # id(libcst node) -> its Tree
     aliases: set[str]  # names bound to the flordb module
     log_names: set[str]  # names bound to flordb.log
-    _positions: dict | None = None
+    _positions: MappingOf[cst.CSTNode, CodeRange] | None = None
 
     def line(self, node: cst.CSTNode) -> int:
         """1-based line where ``node`` starts (positions are computed on first use)."""
+        return self._ranges()[node].start.line
+
+    def _ranges(self) -> MappingOf[cst.CSTNode, CodeRange]:
         if self._positions is None:
             wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
             self._positions = wrapper.resolve(PositionProvider)
-        return self._positions[node].start.line
+        return self._positions
 
     @cached_property
     def variables(self) -> list[Tree]:
@@ -128,8 +133,7 @@ class _Parsed:
         return out
 
     def end_line(self, node: cst.CSTNode) -> int:
-        self.line(node)
-        return self._positions[node].end.line
+        return self._ranges()[node].end.line
 
 
 def _parse(source: str, what: str) -> _Parsed:
@@ -264,7 +268,7 @@ class Propagator:
             if patched is None:
                 placement.status = "present"
                 if locate_lines:
-                    placement.old_line = old.line(block.body[index])
+                    placement.old_line = old.line(_statements(block)[index])
                 continue
             placement.status = "placed"
             if replace:
@@ -295,11 +299,11 @@ def _anchors(new: _Parsed, old: _Parsed) -> list[tuple[Tree, Tree]]:
     return [(t, keys_old[k]) for k, t in keys_new.items() if k in keys_old]
 
 
-def _anchor_keys(parsed: _Parsed) -> dict[tuple[str, str], Tree]:
-    found: dict[tuple[str, str], list[Tree]] = {}
+def _anchor_keys(parsed: _Parsed) -> dict[tuple[str, ...], Tree]:
+    found: dict[tuple[str, ...], list[Tree]] = {}
     for t in parsed.tree.preorder():
         node = t.origin
-        key = None
+        key: tuple[str, ...] | None = None
         if isinstance(node, cst.FunctionDef):
             key = ("def", node.name.value)
         elif isinstance(node, cst.For):
@@ -357,7 +361,7 @@ def _place(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatement
     statement is reported. A statement that old one wraps in a ``flor.log`` replaces it.
     """
     s_tree = new.nodes[id(stmt)]
-    block_new = s_tree.parent
+    block_new = _parent(s_tree)
     target = _target_block(new, old, mapping, block_new)
     _check_enclosing(new, old, mapping, block_new, target)
     patched, renames = _rename(new, old, mapping, stmt, s_tree)
@@ -373,7 +377,8 @@ def _place(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatement
         new_names = {n for c, n in _log_calls_in(new, s_tree)}
         if new_names and new_names <= old_names:
             return target.origin, at, None, False
-        if to_tree(patched.visit(_Unwrap(new))).digest == image.digest:
+        unwrapped = _statement(patched.visit(_Unwrap(new)))
+        if to_tree(unwrapped).digest == image.digest:
             return target.origin, at, patched.with_changes(
                 leading_lines=image.origin.leading_lines), True
     read = bindings.reads(s_tree, _variables(s_tree)) - new.aliases - new.log_names
@@ -396,7 +401,7 @@ def _target_block(new: _Parsed, old: _Parsed, mapping: Mapping, block_new: Tree)
     if image is not None:
         return image
     image = mapping.dst(block_new)
-    owner = block_new.parent
+    owner = _parent(block_new)
     if image is not None and is_block(image) and image.parent is not None \
             and image.parent.label == owner.label:
         return image
@@ -411,7 +416,7 @@ def _target_block(new: _Parsed, old: _Parsed, mapping: Mapping, block_new: Tree)
             if votes == total or (votes >= 3 and votes >= 0.8 * total):
                 block = next(i.parent for c in block_new.children
                              if (i := mapping.dst(c)) is not None and id(i.parent) == top)
-                if is_block(block):
+                if block is not None and is_block(block):
                     return block
     raise _Unplaceable(f"its enclosing {owner.label.lower()} (new line "
                        f"{new.line(owner.origin)}) has no counterpart in the old version")
@@ -449,10 +454,11 @@ def _lift(mapping: Mapping, sibling: Tree, target: Tree) -> int | None:
 def _position(new: _Parsed, old: _Parsed, mapping: Mapping, s_tree: Tree, target: Tree,
               read: set[str]) -> int:
     """Where in ``target`` the statement goes, from both neighbours (see :func:`_place`)."""
-    siblings = s_tree.parent.children
+    siblings = _parent(s_tree).children
     pos = siblings.index(s_tree)
     code = [not _is_log_statement(new, t) for t in siblings]
-    before = after = None
+    before: tuple[int, int] | None = None
+    after: tuple[int, int] | None = None
     for j in range(pos - 1, -1, -1):
         if (at := _lift(mapping, siblings[j], target)) is not None:
             before = (j, at)
@@ -474,6 +480,7 @@ def _position(new: _Parsed, old: _Parsed, mapping: Mapping, s_tree: Tree, target
             f"at old line {old.line(wrapper.origin)}, which this version does not have "
             f"around them")
     if lo > hi:
+        assert before is not None and after is not None  # only both can cross
         raise _Unplaceable(
             f"the statements before and after it are in the opposite order in the old "
             f"version (old lines {old.line(target.children[before[1]].origin)} and "
@@ -546,7 +553,8 @@ def _check_def_use(new: _Parsed, old: _Parsed, s_tree: Tree, target: Tree, index
                    read: set[str], renames: dict[str, str]) -> None:
     """Every name the statement reads that its new place has bound must be bound at the old
     place too (an after-the-loop statement reading ``loss`` cannot go before the loop)."""
-    bound_new = bindings.bound_before(s_tree.parent, s_tree.parent.children.index(s_tree))
+    block = _parent(s_tree)
+    bound_new = bindings.bound_before(block, block.children.index(s_tree))
     bound_old = bindings.bound_before(target, index)
     missing = sorted(renames.get(n, n) for n in read
                      if n in bound_new and renames.get(n, n) not in bound_old)
@@ -599,6 +607,32 @@ def _check_enclosing(new: _Parsed, old: _Parsed, mapping: Mapping, block_new: Tr
                 f"enclose the insertion point")
 
 
+def _statements(node: cst.CSTNode) -> list[cst.BaseStatement]:
+    """The statements of a block node (a module or an indented block)."""
+    if not isinstance(node, (cst.Module, cst.IndentedBlock)):
+        raise TypeError(f"{type(node).__name__} is not a block")
+    return list(node.body)
+
+
+def _statement(node: object) -> cst.BaseStatement:
+    """A transformed statement, which the transformers here never remove or flatten."""
+    if not isinstance(node, cst.BaseStatement):
+        raise TypeError(f"{type(node).__name__} is not a statement")
+    return node
+
+
+def _parent(t: Tree) -> Tree:
+    """The parent of a node that has one (every statement and block but the module)."""
+    if t.parent is None:
+        raise _Unplaceable(f"{t.label} has no enclosing block")
+    return t.parent
+
+
+def _text(t: Tree) -> str:
+    """The identifier of a ``Name`` node."""
+    return t.value or ""
+
+
 def _variables(tree: Tree) -> list[Tree]:
     """Name nodes of ``tree`` that are variables: not attributes, keywords or import names."""
     out = []
@@ -635,16 +669,16 @@ def _rename(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatemen
             continue
         image = mapping.dst(t)
         if image is not None and image.label == "Name":
-            occurrences.setdefault(t.value, Counter())[image.value] += 1
-            sources.setdefault(image.value, Counter())[t.value] += 1
+            occurrences.setdefault(_text(t), Counter())[_text(image)] += 1
+            sources.setdefault(_text(image), Counter())[_text(t)] += 1
     # A rename holds only both ways: the old name must stand mostly for this new name.
     occurrences = {n: Counter({o: k for o, k in votes.items()
                                if sources[o].most_common(1)[0][0] == n})
                    for n, votes in occurrences.items()}
     old_names = {t.value for t in old.variables}
-    renames = {}
+    renames: dict[str, str] = {}
     for t in _variables(s_tree):
-        name = t.value
+        name = _text(t)
         if name in skip or name in renames:
             continue
         votes = occurrences.get(name)
@@ -663,7 +697,7 @@ def _rename(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatemen
                 return updated.with_changes(value=renames[original.value])
             return updated
 
-    return stmt.visit(Renamer()), renames
+    return _statement(stmt.visit(Renamer())), renames
 
 
 def _add_import(module: cst.Module, new: _Parsed, old: _Parsed,
@@ -699,6 +733,9 @@ def _binds_flordb(node: cst.Import | cst.ImportFrom) -> bool:
     return node.module is not None and dotted(node.module) in FLORDB_MODULES
 
 
+_Block = TypeVar("_Block", cst.Module, cst.IndentedBlock)
+
+
 class _Insert(cst.CSTTransformer):
     """Insert planned statements into the blocks of the old module."""
 
@@ -711,11 +748,18 @@ class _Insert(cst.CSTTransformer):
     def on_visit(self, node: cst.CSTNode) -> bool:
         return id(node) in self.paths or id(node) in self.plan
 
-    def on_leave(self, original: cst.CSTNode, updated: cst.CSTNode) -> cst.CSTNode:
+    def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
+        return self._insert(original, updated)
+
+    def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock
+                            ) -> cst.IndentedBlock:
+        return self._insert(original, updated)
+
+    def _insert(self, original: cst.CSTNode, updated: _Block) -> _Block:
         inserts = self.plan.get(id(original))
         if not inserts:
             return updated
-        body = list(updated.body)
+        body = _statements(updated)
         for index, _, stmt, replace in inserts:
             if replace:
                 body[index] = stmt

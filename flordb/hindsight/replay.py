@@ -346,9 +346,10 @@ def _store_check(conn, replay_id: int, run_id: int, v: crosscheck.Verdict) -> No
 
 
 # --------------------------------------------------------------------- materializing a unit
-def _job(root: Path, call: tuple[list[str], str], scratch: Path, run: RunPlan,
+def _job(root: Path, call: tuple[list[str], str, str | None], scratch: Path, run: RunPlan,
          unit: Directive) -> Job:
-    """Materialize ``unit``'s directory and say how to run it (``call``: recorded argv, cwd)."""
+    """Materialize ``unit``'s directory and say how to run it (``call``: recorded argv,
+    cwd, environment)."""
     import git
 
     from flordb.store.snapshot import commit_id

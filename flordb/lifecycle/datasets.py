@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flordb.runtime import current as _runtime
+from flordb.store.db import inserted_id
 from flordb.store.io import file_digest
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def dataset(name: str, record_type: str = "file", description: str = "") -> Data
             cur = conn.execute(
                 "INSERT INTO datasets (name, record_type, description, created, created_by)"
                 " VALUES (?, ?, ?, ?, ?)", (name, record_type, description, time.time(), run_id))
-            return Dataset(int(cur.lastrowid), name, record_type)
+            return Dataset(inserted_id(cur), name, record_type)
     return Dataset(row[0], name, row[1])
 
 
@@ -254,7 +255,7 @@ class DatasetVersion:
                 " parent_version, split_seed) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (name, rtype, f"{split_name} split of {self.ref} (seed {seed})", time.time(),
                  run_id, self.version_id, seed))
-            child = Dataset(int(cur.lastrowid), name, rtype)
+            child = Dataset(inserted_id(cur), name, rtype)
             conn.executemany(
                 "INSERT INTO dataset_members (dataset_id, record_id, record_type, added,"
                 " added_by) VALUES (?, ?, ?, ?, ?)",
@@ -287,7 +288,7 @@ def _release(conn: sqlite3.Connection, run_id: int, ds: Dataset, label: str | No
         "INSERT INTO dataset_versions (dataset_id, label, content_hash, n_members, released,"
         " released_by, description) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (ds.dataset_id, label, digest, len(manifest), time.time(), run_id, description))
-    version_id = int(cur.lastrowid)
+    version_id = inserted_id(cur)
     conn.executemany(
         "INSERT INTO version_members (version_id, record_id, record_type, checksum)"
         " VALUES (?, ?, ?, ?)", [(version_id, *m) for m in manifest])

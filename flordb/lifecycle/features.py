@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flordb.runtime import current as _runtime
+from flordb.store.db import inserted_id
 
 if TYPE_CHECKING:
     import pandas
@@ -57,7 +58,7 @@ def feature(name: str, record_type: str = "file", columns: dict[str, type] | Non
                 "INSERT INTO features (name, record_type, columns, vocabulary, created)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (name, record_type, json.dumps(cols), json.dumps(vocab), time.time()))
-            return Feature(int(cur.lastrowid), name, record_type, cols, vocab)
+            return Feature(inserted_id(cur), name, record_type, cols, vocab)
     stored = get_feature(name)
     if columns is not None and (stored.columns, stored.record_type) != (cols, record_type):
         raise FeatureError(f"feature {name!r} is defined on {stored.record_type!r} with "
@@ -198,7 +199,7 @@ def _type_name(column: str, t: type | str) -> str:
 def _cast(feature: str, column: str, type_name: str, value: Any) -> Any:
     if value is None:
         return None
-    t = TYPES[type_name]
+    t: Any = TYPES[type_name]
     if type(value) is t or (t is float and type(value) is int):
         return t(value)
     if t in (int, float) and hasattr(value, "item") and not isinstance(value, (str, bytes)):

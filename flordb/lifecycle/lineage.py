@@ -21,7 +21,7 @@ script, status, code snapshot, environment).
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flordb.runtime import current as _runtime
 
@@ -111,7 +111,7 @@ def _io_node(kind: str, ref: str, checksum: str | None) -> str:
     return f"{kind}:{ref}"
 
 
-def _resolve(conn: sqlite3.Connection, target: object,
+def _resolve(conn: sqlite3.Connection, target: Any,
              edges: list[tuple[str, str]]) -> list[str]:
     """The start nodes for ``target``."""
     from pathlib import Path

@@ -108,7 +108,15 @@ _FAULT_MESSAGES = {"disk is full": "the disk is full", "readonly database":
                    "malformed": "the store is damaged", "not a database": "the store is damaged"}
 
 
-def store_fault(exc: BaseException) -> str | None:
+def inserted_id(cur: sqlite3.Cursor) -> int:
+    """The rowid of the row an ``INSERT`` through ``cur`` just made."""
+    rowid = cur.lastrowid
+    if rowid is None:
+        raise sqlite3.InterfaceError("no row was inserted")
+    return rowid
+
+
+def store_fault(exc: BaseException | None) -> str | None:
     """What went wrong, in a few words, when ``exc`` is the store failing (full disk,
     read-only, damaged, I/O) rather than a bug; None otherwise."""
     while exc is not None:

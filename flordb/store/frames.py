@@ -105,12 +105,12 @@ def _column(name: str, chunks: list[tuple], rows: list[tuple]) -> pd.DataFrame:
         parts["seq"].append(np.full(n, seq, dtype=np.int64))
         parts["value"].append(np.frombuffer(vals, dtype="<f8" if dtype == "f8" else "<i8"))
     if rows:
-        run, loop_id, it, seq, vals = zip(*rows)
-        parts["run_id"].append(np.asarray(run, dtype=np.int64))
-        parts["loop_id"].append(np.asarray(loop_id, dtype=np.int64))
-        parts["iter"].append(np.asarray(it, dtype=np.int64))
-        parts["seq"].append(np.asarray(seq, dtype=np.int64))
-        parts["value"].append(_object_array(vals))
+        runs, loop_ids, iters, seqs, values = zip(*rows)
+        parts["run_id"].append(np.asarray(runs, dtype=np.int64))
+        parts["loop_id"].append(np.asarray(loop_ids, dtype=np.int64))
+        parts["iter"].append(np.asarray(iters, dtype=np.int64))
+        parts["seq"].append(np.asarray(seqs, dtype=np.int64))
+        parts["value"].append(_object_array(values))
     if not parts:
         empty = pd.DataFrame({k: np.array([], dtype=np.int64) for k in KEY})
         return empty.assign(**{name: pd.Series([], dtype=object)}).set_index(KEY)

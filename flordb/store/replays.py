@@ -16,7 +16,7 @@ import sqlite3
 import time
 from dataclasses import asdict, dataclass, fields
 
-from flordb.store.db import write_transaction
+from flordb.store.db import inserted_id, write_transaction
 from flordb.store.writer import pid_alive
 
 #: Environment variable that names the unit a replay's child process runs.
@@ -64,7 +64,7 @@ def begin_replay(conn: sqlite3.Connection, names: list[str], where: str | None) 
         cur = conn.execute(
             "INSERT INTO replays (started, names, where_expr, pid, host) VALUES (?, ?, ?, ?, ?)",
             (time.time(), json.dumps(names), where, os.getpid(), socket.gethostname()))
-    return int(cur.lastrowid)
+    return inserted_id(cur)
 
 
 def add_units(conn: sqlite3.Connection, replay_id: int, directives: list[Directive]) -> None:
@@ -75,7 +75,7 @@ def add_units(conn: sqlite3.Connection, replay_id: int, directives: list[Directi
                 "INSERT INTO replay_units (replay_id, run_id, names, start, stop, directive,"
                 " status) VALUES (?, ?, ?, ?, ?, '', 'planned')",
                 (replay_id, d.run_id, json.dumps(d.new_names), d.start, d.stop))
-            d.unit_id = int(cur.lastrowid)
+            d.unit_id = inserted_id(cur)
             conn.execute("UPDATE replay_units SET directive = ? WHERE unit_id = ?",
                          (d.to_json(), d.unit_id))
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flordb.store import redact
-from flordb.store.db import connect_writer, write_transaction
+from flordb.store.db import connect_writer, inserted_id, write_transaction
 
 Chunk = tuple[str, int, int, str, int, bytes, bytes]
 Record = tuple[int, int, int, str, object, str, "str | None", str]
@@ -104,7 +104,7 @@ class RunWriter:
                         (projid, tstamp, filename, json.dumps(redact.argv(argv)), cwd,
                          time.time(), pid, process_start_time(pid), socket.gethostname(),
                          parent_run))
-                self.run_id = int(cur.lastrowid)
+                self.run_id = inserted_id(cur)
                 return self.run_id, tstamp
             except sqlite3.IntegrityError:
                 now += _dt.timedelta(microseconds=1)  # same microsecond as another run
