@@ -158,6 +158,10 @@ def main() -> None:
     t_scratch = from_scratch(base, args, OUTER)
     print(f"outer-loop statement, 1 worker: replay {t_replay:.2f}s, from scratch "
           f"{t_scratch:.2f}s -> {t_scratch / t_replay:.1f}x faster")
+    # Each version's cross-check executes one iteration in full: with 2 versions of 2 runs,
+    # replay cannot beat (runs x epochs) / 2 iterations, however small the other costs.
+    print(f"  bound set by the cross-check (2 versions x 1 iteration of {4 * args.epochs}): "
+          f"{4 * args.epochs / 2:.0f}x")
     for workers, t in outer.items():
         print(f"outer-loop statement, {workers} worker(s): {t:.2f}s, speed-up "
               f"{t_replay / t:.2f}x (efficiency {t_replay / t / workers:.2f})")

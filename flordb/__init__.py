@@ -66,7 +66,7 @@ def log(name: str, value: T) -> T:
         s = fr.floats.get(name)
         if s is not None:
             v = s.vals
-            v.append(value)
+            v.append(value)  # type: ignore[arg-type]  # a float: checked above, no cast here
             s.iters.append(fr.i)
             if len(v) >= _CHUNK:
                 rt.seal(fr, s)
@@ -75,7 +75,7 @@ def log(name: str, value: T) -> T:
         s = fr.ints.get(name)
         if s is not None:
             try:
-                s.vals.append(value)
+                s.vals.append(value)  # type: ignore[arg-type]  # an int: checked above
             except OverflowError:
                 return rt.log_slow(name, value)
             s.iters.append(fr.i)
@@ -343,8 +343,8 @@ def __getattr__(name: str) -> Any:
 
         return str(home_dir())
     if name in ("PROJID", "CURRDIR"):
-        _rt.project_root()
-        return _rt.project.projid if name == "PROJID" else str(_rt.project.root)
+        project = _rt.resolve_project()
+        return project.projid if name == "PROJID" else str(project.root)
     if name == "SCRIPTNAME":
         import os
 

@@ -22,3 +22,7 @@ class StoreValueError(FlorError, ValueError):
 
 class BadNameError(FlorError, ValueError):
     """A name given to ``flor.log``/``flor.arg``/``flor.loop`` that cannot be stored."""
+
+
+class RecordingStoppedError(FlorError, RuntimeError):
+    """A record was asked for after recording stopped because the store cannot be written."""

@@ -24,12 +24,13 @@ import os
 import sys
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from flordb import checkpoint
+from flordb.loops import Frame, LoopHost
 from flordb.store import replays
 from flordb.store.db import connect_reader
 from flordb.store.executions import recorded_args
@@ -37,16 +38,21 @@ from flordb.store.redact import REDACTED
 from flordb.store.writer import Batch, ReplayWriter
 
 if TYPE_CHECKING:
-    from flordb.runtime import Frame, Runtime
+    from flordb.modes import Status
+    from flordb.project import Project
 
-class Replayer:
-    """The replay state of a child process: its directive and the recorded run it fills."""
+
+class ReplayMode:
+    """The :class:`~flordb.modes.Mode` of a replay unit's child process: its directive and
+    the recorded run it fills."""
+
+    replaying = True
 
     def __init__(self, root: Path, unit_id: int) -> None:
         self.root = root
         conn = self.conn = connect_reader(root)
         d = self.directive = replays.directive(conn, unit_id)
-        self.writer = ReplayWriter(root, d.run_id, unit_id)
+        self.writer: ReplayWriter | None = ReplayWriter(root, d.run_id, unit_id)
         self.keep = set(d.new_names) | set(d.compare_names)
         self.args = recorded_args(conn, d.run_id).get(d.run_id, {})
         self.loops: dict[tuple[int, int, str], list[int]] = defaultdict(list)
@@ -70,7 +76,14 @@ class Replayer:
         self.phase = "prefix"
         self.main: Frame | None = None
 
-    # ------------------------------------------------------------------ runtime hooks
+    # ------------------------------------------------------------------ the mode
+    def begin(self, project: Project) -> tuple[int, str | None]:
+        """Attach to the recorded run: no new run row."""
+        return self.directive.run_id, None
+
+    def end(self, status: Status) -> int:
+        raise RuntimeError("a replayed run is the recording's: its replay never ends it")
+
     def loop_id(self, parent: Frame, name: str) -> int:
         """The recorded id of the loop instance being entered (negative when none matches)."""
         key = (parent.loop_id, parent.i, name)
@@ -88,15 +101,16 @@ class Replayer:
         value = self.args.get(name, default)
         return default if value == REDACTED else value
 
-    def loop(self, rt: Runtime, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
+    def loop(self, rt: LoopHost, name: str, iterable: Iterable[Any]
+             ) -> Generator[Any, None, None]:
         """``flor.loop`` in replay mode."""
-        fr = rt._enter(name, iterable)
+        fr = rt.enter_loop(name, iterable)
         n = 0
         try:
             if fr.depth == 1 and fr.loop_id == self.directive.main_loop_id:
                 yield from self._main(rt, fr, iterable)
                 return
-            if self._skips(fr):
+            if self.main is not None and self._skips(fr):
                 self._restore(rt, self.main.i + 1)
                 return
             if self._done_at(fr):
@@ -109,7 +123,7 @@ class Replayer:
                 if rt.flush_due:
                     rt.flush()
         finally:
-            rt._exit(fr, n)
+            rt.exit_loop(fr, n)
 
     def _skips(self, fr: Frame) -> bool:
         main = self.main
@@ -123,7 +137,7 @@ class Replayer:
                 and self.top_of.get(fr.loop_id, (None,))[0] == main.loop_id
                 and main.i == d.stop - 1)
 
-    def _main(self, rt: Runtime, fr: Frame, iterable: Iterable[Any]) -> Iterator[Any]:
+    def _main(self, rt: LoopHost, fr: Frame, iterable: Iterable[Any]) -> Iterator[Any]:
         d = self.directive
         rt.flush()  # top-level values logged so far belong to the prefix
         self.phase = "main"
@@ -161,22 +175,23 @@ class Replayer:
             self.finish(rt)
         self.phase = "suffix"
 
-    def _restore(self, rt: Runtime, iteration: int) -> None:
+    def _restore(self, rt: LoopHost, iteration: int) -> None:
         d = self.directive
-        ck = checkpoint.load(self.root, self.conn, d.run_id, d.main_loop_id, iteration)
+        ck = None if d.main_loop_id is None else \
+            checkpoint.load(self.root, self.conn, d.run_id, d.main_loop_id, iteration)
         if ck is None or ck.iteration != iteration:
             raise RuntimeError(f"flordb replay: the checkpoint of iteration {iteration} of run "
                                f"{d.run_id} cannot be read")
         self._apply(rt, ck)
 
     @staticmethod
-    def _apply(rt: Runtime, ck: checkpoint.Checkpoint) -> None:
+    def _apply(rt: LoopHost, ck: checkpoint.Checkpoint) -> None:
         if not rt.enrolled:
             raise RuntimeError("flordb replay: restoring a checkpoint needs the objects enrolled"
                                " with flor.checkpointing around the loop, as when recorded")
         checkpoint.apply(ck, {name: obj for name, (obj, _) in rt.enrolled.items()})
 
-    def finish(self, rt: Runtime) -> None:
+    def finish(self, rt: LoopHost) -> None:
         """Write what is buffered and end the process: the rest of the script is not needed."""
         rt.flush()
         self.close()
@@ -203,10 +218,10 @@ class Replayer:
                 window = self._window(loop_id)
                 if window is None or (window is not False and window[0] <= it < window[1]):
                     kept.records.append(record)
-        if kept.chunks or kept.records:
+        if (kept.chunks or kept.records) and self.writer is not None:
             self.writer.flush(kept)
 
-    def _window(self, loop_id: int) -> tuple[int, int] | bool | None:
+    def _window(self, loop_id: int) -> tuple[int, int] | Literal[False] | None:
         """None: keep all values of this context; False: keep none; (a, b): iterations a..b-1.
 
         A tuple applies to the iterations of the main loop itself; for loops nested in it, the

@@ -2,12 +2,14 @@
 
 A process records at most one run at a time. The run starts lazily at the first ``log``,
 ``arg``, ``loop`` or ``checkpointing`` and ends at ``commit`` or at exit; reads start none.
+What recording and replaying do differently (args, loop ids, writing, finishing) is the run's
+:class:`~flordb.modes.Mode`, chosen once per process.
 
-Loop context is a chain of :class:`Frame` objects, one per active ``flor.loop`` entry (a *loop
-instance*), under a top frame for the run's top level. Hot numeric values go to per-frame,
-per-name typed arrays (:class:`Series`); a full array is *sealed* into a chunk of the pending
-:class:`~flordb.store.writer.Batch`, and the batch is written in one transaction when the
-flush timer has fired at a loop boundary, when too many values are pending, when an outer loop
+Loop context is a chain of :class:`~flordb.loops.Frame` objects; hot numeric values go to
+per-frame, per-name typed arrays (:class:`~flordb.loops.Series`); a full array is *sealed* into
+a chunk of the pending :class:`~flordb.store.writer.Batch`, and the batch is written in one
+transaction when the flush timer has fired at a loop boundary, when too many values are
+pending, when an outer loop
 ends, at ``commit`` and at exit. Memory therefore stays flat in the number of values logged.
 """
 
@@ -23,18 +25,24 @@ import sys
 import threading
 import time
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flordb import capture as _capture
 from flordb import checkpoint, settings
 from flordb import state as _state
 from flordb import values as _values
+from flordb.loops import Frame, Series
+from flordb.modes import Mode, RecordMode, Status, kwarg
 from flordb.store.redact import REDACTED, is_secret
 from flordb.store.replays import UNIT_ENV
 from flordb.store.writer import Batch
+
+if TYPE_CHECKING:
+    from flordb.project import Project
+    from flordb.replaying import ReplayMode
 
 #: Values per sealed chunk of one series.
 CHUNK = 1 << 16
@@ -44,39 +52,6 @@ FLUSH_VALUES = 1 << 18
 ECHO_PER_SECOND = 20
 _SCALARS = frozenset((int, float, str, bool))
 _BIG_ENDIAN = sys.byteorder == "big"
-
-
-class Series:
-    """The unflushed values of one name in one loop instance."""
-
-    __slots__ = ("name", "typecode", "iters", "vals")
-
-    def __init__(self, name: str, typecode: str) -> None:
-        self.name = name
-        self.typecode = typecode
-        self.iters = array("q")
-        self.vals = array(typecode)
-
-
-class Frame:
-    """One loop instance (or, with ``loop_id == 0``, the run's top level)."""
-
-    __slots__ = ("loop_id", "name", "parent", "depth", "i", "floats", "ints", "values",
-                 "values_from", "total", "t0", "range")
-
-    def __init__(self, loop_id: int, name: str, parent: Frame | None, depth: int) -> None:
-        self.loop_id = loop_id
-        self.name = name
-        self.parent = parent
-        self.depth = depth
-        self.i = 0  # 0-based index of the current iteration
-        self.floats: dict[str, Series] = {}
-        self.ints: dict[str, Series] = {}
-        self.values: list[Any] | None = None  # element values not yet flushed
-        self.values_from = 0  # iteration index of values[0]
-        self.total: int | None = None
-        self.t0 = time.perf_counter()
-        self.range: tuple[int, int] | None = None  # (start, step) when iterating a range
 
 
 class Runtime:
@@ -94,12 +69,12 @@ class Runtime:
         self.epsilon = checkpoint.default_epsilon()
         self.enrolled: dict[str, tuple[Any, str]] = {}
         self.sticky_args: dict[str, Any] = {}  # in a notebook: args carried into later runs
-        self.writer = None
-        self.project = process.project if process else None
+        self.project: Project | None = process.project if process else None
         self.main = process is None
-        #: In a replay's child process: the unit it runs, and its Replayer once started.
+        #: In a replay's child process: the unit it runs.
         self.replay_unit = os.environ.get(UNIT_ENV)
-        self.replay = None
+        #: Recording or replaying, chosen when the process's first run begins.
+        self.mode: Mode | None = None
         self._hooks_installed = False
         self.stopped = False  # the store could not be written: recording stopped (said once)
         self._warned: set[str] = set()  # names whose values could not be pickled
@@ -115,7 +90,6 @@ class Runtime:
         self.top = Frame(0, "", None, 0)
         self.frame = self.top
         self.live: dict[int, Frame] = {}
-        self.next_loop_id = 1
         self.seq = 0
         self.pending = Batch()
         self.pending_values = 0
@@ -132,13 +106,34 @@ class Runtime:
         self._timer_stop: threading.Event | None = None
         self.capture: _capture.Capture | None = None  # what the run prints and logs
 
+    @property
+    def replaying(self) -> bool:
+        """Whether this process is a replay unit's child (re-executing a recorded run)."""
+        return self.replay_unit is not None
+
     def project_root(self) -> Path:
         """The root of the project this process reads and records."""
+        return self.resolve_project().root
+
+    def resolve_project(self) -> Project:
+        """The project this process reads and records (located on first use)."""
         if self.project is None:
             from flordb.project import locate
 
             self.project = locate()
-        return self.project.root
+        return self.project
+
+    def reset(self) -> None:
+        """Forget the project, the mode and the ``--kwargs`` (ending an active run first):
+        the next call starts afresh. For tests that record into several projects."""
+        if self.run_id is not None:
+            self.commit()
+        if self.mode is not None:
+            self.mode.close()
+        self.mode = None
+        self.project = None
+        self.kwargs.clear()
+        self.kwargs_read.clear()
 
     def ensure_run(self) -> None:
         """Start a run if none is active."""
@@ -146,48 +141,44 @@ class Runtime:
             self._begin_run()
 
     def _begin_run(self) -> None:
-        from flordb import project as _project
-        from flordb.store.writer import RunWriter
-
-        if self.replay_unit:
-            from flordb.replaying import Replayer
-
-            self.replay = self.writer = Replayer(self.project_root(), int(self.replay_unit))
-            self.run_id = self.replay.directive.run_id
-            self._start_timer()
-            self._install_hooks()
-            return
         if self.stopped:
             return  # the store cannot be written: nothing is recorded (said once)
+        p = self.resolve_project()
         try:
-            if self.writer is None:
-                self.project_root()
-                if not self.project.in_git:
-                    print(f"flordb: {self.project.root} is not inside a git repository: runs "
-                          "are recorded without code snapshots, and replay will need one.",
-                          file=sys.stderr)
-                self.writer = RunWriter(self.project.root)
-            p = self.project
-            filename = _project.script_name(p)
-            parent = os.environ.get("FLORDB_PARENT_RUN")
-            self.run_id, self.tstamp = self.writer.begin(
-                p.projid, filename, list(sys.argv), os.getcwd(),
-                int(parent) if parent else None)
+            if self.mode is None:
+                self.mode = self._choose_mode(p)
+            self.run_id, self.tstamp = self.mode.begin(p)
         except (sqlite3.Error, OSError) as exc:
+            if self.replaying:
+                raise  # a replay unit that cannot reach its store fails, and says why
             self._stop_if_fault(exc)
+            return
+        self._start_timer()
+        self._install_hooks()
+        if self.replaying:
             return
         if self.main and _capture.enabled():
             self.capture = _capture.Capture()
             self.capture.start()
+        from flordb.project import script_name
+
         self._provenance = threading.Thread(
             target=self._record_provenance,
-            args=(p.root, p.in_git, p.projid, self.tstamp, filename, self.run_id),
+            args=(p.root, p.in_git, p.projid, self.tstamp, script_name(p), self.run_id),
             name="flordb-provenance", daemon=True)
         self._provenance.start()
-        self._start_timer()
-        self._install_hooks()
         for name, value in self.sticky_args.items():
             self._record(self.top, name, REDACTED if is_secret(name) else value, "arg")
+
+    def _choose_mode(self, p: Project) -> Mode:
+        if self.replay_unit is not None:
+            from flordb.replaying import ReplayMode
+
+            return ReplayMode(p.root, int(self.replay_unit))
+        if not p.in_git:
+            print(f"flordb: {p.root} is not inside a git repository: runs are recorded "
+                  "without code snapshots, and replay will need one.", file=sys.stderr)
+        return RecordMode(p.root, self.kwargs, self.kwargs_read)
 
     def _record_provenance(self, *args: Any) -> None:
         from flordb.store import provenance
@@ -231,7 +222,7 @@ class Runtime:
         self._die_by_sigterm()
 
     def _die_by_sigterm(self) -> None:
-        if self.run_id is not None and self.replay is None:
+        if self.run_id is not None and not self.replaying:
             self._end_run("killed")
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -240,8 +231,8 @@ class Runtime:
         # A forked child (e.g. a data-loader worker) must not write its parent's buffers
         # again; it starts with no run, and a run of its own if it logs. SQLite connections
         # must not be used across fork, so the inherited one is kept open, unused.
-        self._inherited.append(self.writer)
-        self.writer = self.replay = None
+        self._inherited.append(self.mode)
+        self.mode = None
         self._reset_run()
         self.enrolled.clear()
 
@@ -251,33 +242,34 @@ class Runtime:
             names = ", ".join(f.name for f in self.live.values())
             raise RuntimeError(f"flor.commit() inside flor.loop ({names}): commit between "
                                "loops, where no loop iteration is in progress")
-        if self.replay is not None:
-            self.replay.finish(self)  # the replayed run ends here; later runs are not its own
+        if self.replaying and self.run_id is not None:
+            self._replay_mode().finish(self)  # the replayed run ends here, not later runs
         if self.run_id is not None:
             self._end_run("completed")
 
     def end_cell(self, failed: bool) -> None:
         """After a notebook cell: end the run it logged into (none while a loop is open)."""
-        if self.run_id is None or self.live or self.replay is not None:
+        if self.run_id is None or self.live or self.replaying:
             return
         self.sticky_args.update(self.args)
         self._end_run("failed" if failed else "completed")
 
     def close(self) -> None:
         """At exit: end the active run (``failed`` after an uncaught exception)."""
-        if self.replay is not None:
-            if not self.failed:
-                self.flush()
-            self.replay.close()
+        if self.replaying:
+            if self.mode is not None:
+                if not self.failed:
+                    self.flush()
+                self.mode.close()
             return
         if self.run_id is not None:
             self._end_run("failed" if self.failed else "completed")
         unused = sorted(set(self.kwargs) - self.kwargs_read)
-        if unused and self.writer is not None:
+        if unused and self.mode is not None:
             print(f"flordb: --kwargs never read by flor.arg: {', '.join(unused)}",
                   file=sys.stderr)
 
-    def _end_run(self, status: str) -> None:
+    def _end_run(self, status: Status) -> None:
         for fr in list(self.live.values()):
             self._retire(fr, fr.i + 1)
         if self.checkpointer is not None:
@@ -298,9 +290,7 @@ class Runtime:
         if self._provenance is not None:
             self._provenance.join()
         error = self._provenance_error
-        n = self.writer.conn.execute("SELECT n_values FROM runs WHERE run_id = ?",
-                                     (self.run_id,)).fetchone()[0]
-        self.writer.end(status)
+        n = self._mode().end(status)
         if self.echo:
             print(f"flordb: run {self.tstamp} {status}: {n:,} values", file=sys.stderr)
         self._reset_run()
@@ -319,7 +309,7 @@ class Runtime:
         if self._provenance is not None:
             self._provenance.join()
         try:
-            self.writer.end("failed")
+            self._mode().end("failed")
         except (sqlite3.Error, OSError):
             pass  # the line printed when recording stopped says why
         self._reset_run()
@@ -385,21 +375,17 @@ class Runtime:
 
     def arg(self, name: str, default: Any) -> Any:
         """``flor.arg``: replayed value, else ``--kwargs`` value cast, else ``default``."""
-        from flordb import kwargs as _kwargs
-
         _check_name(name, "flor.arg")
         self.ensure_run()
         if name in self.args:
             return self.args[name]
-        if self.replay is not None:
-            value = self.args[name] = self.replay.arg(name, default)
-            return value
-        if name in self.kwargs:
-            self.kwargs_read.add(name)
-            value = _kwargs.cast(name, self.kwargs[name], default)
+        if self.mode is None:  # the store cannot be written: --kwargs still apply
+            value = kwarg(self.kwargs, self.kwargs_read, name, default)
         else:
-            value = default
+            value = self.mode.arg(name, default)
         self.args[name] = value
+        if self.replaying:
+            return value
         shown = REDACTED if is_secret(name) else value
         self._record(self.top, name, shown, "arg")
         if self.echo:
@@ -407,15 +393,15 @@ class Runtime:
         return value
 
     # ----------------------------------------------------------------- loops
-    def loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
+    def loop(self, name: str, iterable: Iterable[Any]) -> Generator[Any, None, None]:
         """Generator behind ``flor.loop``; see its docstring."""
-        if self.replay_unit:
+        if self.replaying:
             self.ensure_run()
-            return self.replay.loop(self, name, iterable)
+            return self._replay_mode().loop(self, name, iterable)
         return self._record_loop(name, iterable)
 
-    def _record_loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
-        fr = self._enter(name, iterable)
+    def _record_loop(self, name: str, iterable: Iterable[Any]) -> Generator[Any, None, None]:
+        fr = self.enter_loop(name, iterable)
         n = 0
         values = fr.values
         try:
@@ -440,17 +426,16 @@ class Runtime:
                     if self.flush_due:
                         self.flush()
         finally:
-            self._exit(fr, n)
+            self.exit_loop(fr, n)
 
-    def _enter(self, name: str, iterable: Iterable[Any]) -> Frame:
+    def enter_loop(self, name: str, iterable: Iterable[Any]) -> Frame:
+        """Open a loop instance under the current frame and make it current."""
         _check_name(name, "flor.loop")
         self.ensure_run()
         parent = self.frame
-        if self.replay is not None:
-            fr = Frame(self.replay.loop_id(parent, name), name, parent, parent.depth + 1)
-        else:
-            fr = Frame(self.next_loop_id, name, parent, parent.depth + 1)
-            self.next_loop_id += 1
+        loop_id = self.mode.loop_id(parent, name) if self.mode is not None \
+            else len(self.live) + 1  # the store cannot be written: any distinct id will do
+        fr = Frame(loop_id, name, parent, parent.depth + 1)
         start = step = None
         if type(iterable) is range:
             start, step = iterable.start, iterable.step
@@ -467,15 +452,16 @@ class Runtime:
         self.frame = fr
         return fr
 
-    def _exit(self, fr: Frame, n: int) -> None:
+    def exit_loop(self, fr: Frame, n: int) -> None:
+        """Close ``fr`` after ``n`` iterations; the context returns to its parent."""
         if fr.loop_id not in self.live:
             return  # already retired by the end of its run
         self._retire(fr, n)
-        cur = self.frame
+        cur: Frame | None = self.frame
         while cur is not None and cur is not fr:
             cur = cur.parent
-        if cur is fr:  # fr is current or below it: the context returns to fr's parent
-            self.frame = fr.parent
+        if cur is fr and fr.parent is not None:  # fr is current or below it: the context
+            self.frame = fr.parent               # returns to fr's parent
         if fr.depth == 1:
             self.flush()
 
@@ -500,7 +486,7 @@ class Runtime:
             del fr.values[:]  # in place: the loop generator holds this list
 
     def _outer_boundary(self, fr: Frame, done: int) -> None:
-        if self.enrolled and not self.stopped:
+        if self.enrolled and not self.stopped and self.run_id is not None:
             try:
                 if self.checkpointer is None:
                     self.checkpointer = checkpoint.Checkpointer(
@@ -515,13 +501,14 @@ class Runtime:
 
     def _flor_files(self, fr: Frame) -> checkpoint.FlorFiles | None:
         """Where FlorDB scripts look for this run's checkpoint files (``flor.HOMEDIR``)."""
-        if self.replay is not None or self.tstamp is None:
+        if self.replaying or self.tstamp is None:
             return None
         from flordb.store.db import store_dir
 
         start, step = fr.range or (None, None)
-        return checkpoint.FlorFiles(store_dir(self.project.root), home_dir(create=False),
-                                    self.project.projid, self.tstamp, fr.name, start, step)
+        p = self.resolve_project()
+        return checkpoint.FlorFiles(store_dir(p.root), home_dir(create=False), p.projid,
+                                    self.tstamp, fr.name, start, step)
 
     def _echo_value(self, name: str, value: Any) -> None:
         """``name: value`` for an arg or a top-level log, as FlorDB prints them; at most
@@ -575,7 +562,7 @@ class Runtime:
             self.pending_values = 0
             if batch:
                 try:
-                    self.writer.flush(batch)
+                    self._mode().flush(batch)
                 except (sqlite3.Error, OSError) as exc:
                     self.pending = batch  # kept if this is a bug, raised below
                     self._stop_if_fault(exc)
@@ -613,13 +600,13 @@ class Runtime:
 
     def _timing_rows(self) -> list[tuple]:
         """``loop_timing`` rows: totals per loop; outer loops add checkpointer statistics."""
-        by_name = {}
+        by_name: dict[str, checkpoint.LoopStats] = {}
         if self.checkpointer is not None:
-            for ls in sorted(self.checkpointer.loops.values(), key=lambda x: x.loop_id):
-                by_name[ls.name] = ls
+            for stats in sorted(self.checkpointer.loops.values(), key=lambda x: x.loop_id):
+                by_name[stats.name] = stats
         rows = []
         for (name, depth), (instances, iterations, seconds) in self.timing.items():
-            ls = by_name.get(name) if depth == 1 else None
+            ls: checkpoint.LoopStats | None = by_name.get(name) if depth == 1 else None
             mean = ls.mean if ls else (seconds / iterations if iterations else None)
             rows.append((name, depth, instances, iterations, seconds, mean,
                          ls.std if ls else None, ls.count if ls else 0,
@@ -628,7 +615,7 @@ class Runtime:
 
     # ----------------------------------------------------------------- lifecycle records
     @contextmanager
-    def writing(self) -> Iterator[tuple[Any, int]]:
+    def writing(self) -> Iterator[tuple[sqlite3.Connection, int]]:
         """A write transaction on the store (its own connection, so any thread may use it) and
         the current run, started if needed: lifecycle records say which run made them.
 
@@ -639,9 +626,14 @@ class Runtime:
 
         self.ensure_run()
         run_id = self.run_id
+        if run_id is None:
+            from flordb.errors import RecordingStoppedError
+
+            raise RecordingStoppedError("recording stopped (the store cannot be written): "
+                                        "this record is not kept")
         conn = connect_writer(self.project_root())
         try:
-            if self.replay is None:
+            if not self.replaying:
                 with write_transaction(conn):
                     yield conn, run_id
             else:
@@ -672,8 +664,9 @@ class Runtime:
         from flordb.store import io
 
         self.ensure_run()
-        if self.replay is None:  # a replay re-reads what the run read: nothing new to record
-            io.record(self.writer.conn, self.run_id, direction, kind, ref, checksum, nbytes)
+        if isinstance(self.mode, RecordMode) and self.run_id is not None:
+            # (a replay re-reads what the run read: nothing new to record)
+            io.record(self.mode.conn, self.run_id, direction, kind, ref, checksum, nbytes)
 
     def file_io(self, direction: str, path: str | os.PathLike[str]) -> None:
         """``flor.input``/``flor.output``: inputs are hashed now, outputs at the run's end."""
@@ -703,6 +696,19 @@ class Runtime:
             raise ValueError(f"flor.checkpointing: already enrolled: {', '.join(sorted(clash))}")
         kinds = {name: _state.kind_of(obj) for name, obj in objects.items()}
         self.enrolled.update({name: (obj, kinds[name]) for name, obj in objects.items()})
+
+    def _mode(self) -> Mode:
+        if self.mode is None:
+            raise RuntimeError("flordb: no run is active")
+        return self.mode
+
+    def _replay_mode(self) -> ReplayMode:
+        from flordb.replaying import ReplayMode
+
+        mode = self._mode()
+        if not isinstance(mode, ReplayMode):
+            raise RuntimeError("flordb: not a replay unit's process")
+        return mode
 
     def unenroll(self, names: Iterable[str]) -> None:
         for name in names:
@@ -756,7 +762,7 @@ def current() -> Runtime:
         return RUNTIME
     rt = getattr(_threads, "runtime", None)
     if rt is None:
-        if RUNTIME.project is None and RUNTIME.replay_unit is None:
+        if RUNTIME.project is None and not RUNTIME.replaying:
             RUNTIME.project_root()  # located once, shared by every thread
         rt = _threads.runtime = Runtime(RUNTIME)
     return rt

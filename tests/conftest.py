@@ -79,11 +79,4 @@ def runtime(repo: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def _detach() -> None:
-    if RUNTIME.run_id is not None:
-        RUNTIME.commit()
-    if RUNTIME.writer is not None:
-        RUNTIME.writer.close()
-    RUNTIME.writer = None
-    RUNTIME.project = None
-    RUNTIME.kwargs.clear()
-    RUNTIME.kwargs_read.clear()
+    RUNTIME.reset()

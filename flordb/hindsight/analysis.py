@@ -352,7 +352,7 @@ def analyze(source: str, lines: Iterable[int], main_loop: str | None,
         if site is None:
             raise ValueError(f"no statement starts at line {line} of the patched script")
         position = _position(s, site, main, body, holders, depths)
-        sites.append(Site(line, position, s.reads(stmt)))
+        sites.append(Site(line, position, s.reads(site)))
     log_reads: dict[str, set[str]] = {}
     for n in _walk(s.module):
         if isinstance(n, cst.Call) and s.is_flor_call(n, "log") and n.args \

@@ -222,4 +222,4 @@ def _term(feature: str, column: str, terms: dict[str, list[str]], value: str) ->
 def _script() -> str:
     from flordb.project import script_name
 
-    return script_name(_runtime().project)
+    return script_name(_runtime().resolve_project())
