@@ -11,7 +11,6 @@ capturing off.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -25,7 +24,7 @@ Line = tuple[int, float, str, "str | None", "str | None", str]
 
 def enabled() -> bool:
     """Whether runs capture their output (``FLORDB_CAPTURE``, default on)."""
-    return os.environ.get("FLORDB_CAPTURE", "1") != "0"
+    return settings.read().capture
 
 
 class Capture:
@@ -36,7 +35,7 @@ class Capture:
         self.seq = 0
         self.kept = 0
         self.left_out = 0
-        self.limit = int(settings.number("FLORDB_CAPTURE_MB") * 2**20)
+        self.limit = int(settings.read().capture_mb * 2**20)
         self._lock = threading.Lock()
         self._partial: dict[str, str] = {"stdout": "", "stderr": ""}
         self._streams: tuple[TextIO, TextIO] | None = None
@@ -45,8 +44,8 @@ class Capture:
     def start(self) -> None:
         """Wrap the standard streams and listen to the root logger."""
         self._streams = (sys.stdout, sys.stderr)
-        sys.stdout = _Tee(sys.stdout, self, "stdout")  # type: ignore[assignment]
-        sys.stderr = _Tee(sys.stderr, self, "stderr")  # type: ignore[assignment]
+        sys.stdout = _Tee(sys.stdout, self, "stdout")
+        sys.stderr = _Tee(sys.stderr, self, "stderr")
         self._handler = _Handler(self)
         logging.getLogger().addHandler(self._handler)
 

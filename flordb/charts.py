@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from flordb.errors import PlotError
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
@@ -26,10 +28,6 @@ _VALUE = "_value"
 _IDENTITY = ("projid", "tstamp", "filename")
 #: Points drawn per line at most; a longer series is drawn every k-th point.
 MAX_POINTS = 5000
-
-
-class PlotError(ValueError):
-    """Nothing to plot, or a loop or label that is not there."""
 
 
 def plot(frame: pd.DataFrame, args: pd.DataFrame, name: str, x: str | None = None,

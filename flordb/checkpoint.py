@@ -40,7 +40,7 @@ from flordb import state as _state
 from flordb.store import objects
 from flordb.store.db import connect_writer, store_dir, write_transaction
 
-DEFAULT_EPSILON = settings.NUMBERS["FLORDB_EPSILON"][0]
+DEFAULT_EPSILON = float(settings.DEFAULTS["FLORDB_EPSILON"] or 0)
 #: Copy throughput assumed for the first estimate of a checkpoint's cost (bytes per second).
 _ASSUMED_COPY_BPS = 5e8
 #: Captures at least this large are written by the writer thread; smaller ones are written on
@@ -52,7 +52,8 @@ _COST_WINDOW = 5
 
 
 def default_epsilon() -> float:
-    return settings.number("FLORDB_EPSILON")
+    """``$FLORDB_EPSILON``, else :data:`DEFAULT_EPSILON`."""
+    return settings.read().epsilon
 
 
 @dataclass

@@ -6,9 +6,10 @@ import argparse
 import sqlite3
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flordb.errors import FlorError
+from flordb.errors import FlorError, UsageError
 
 if TYPE_CHECKING:
     import pandas
@@ -25,10 +26,6 @@ EPILOG = """examples:
   flordb replay grad_norm --dry-run  show the plan and each version's patch
   flordb replay grad_norm --where "lr > 0.01" --workers 4 --yes
 """
-
-
-class UsageError(Exception):
-    """Bad input from the command line: reported in one line, exit status 2."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,18 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except (UsageError, FlorError) as exc:
+    except FlorError as exc:  # bad input or a store it cannot use: one line
         print(f"flordb: error: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
-        print(f"flordb: error: {exc}", file=sys.stderr)
-        return 2
-    except (sqlite3.Error, ValueError, TypeError) as exc:
+    except sqlite3.Error as exc:  # the store is locked, damaged or unreadable
         print(f"flordb: error: {_first_line(exc)}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0
-    except OSError as exc:  # e.g. flordb ui on a port already in use
+    except OSError as exc:  # a missing file, a port already in use: the environment
         print(f"flordb: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -152,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
             "SELECT run_id, tstamp, filename, status, ROUND(COALESCE(ended, started) - started, 3)"
             " AS seconds, n_values, substr(snapshot, 1, 10) AS snapshot, git_dirty AS dirty"
             " FROM runs ORDER BY run_id")
-        conn = connect_reader(flordb._rt.project_root())
+        conn = connect_reader(_root())
         try:
             frame.loc[frame["run_id"].isin(dead_runs(conn)), "status"] = "killed"
         finally:
@@ -169,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "ui":
         from flordb.ui import serve
 
-        serve(flordb._rt.project_root(), args.host, args.port)
+        serve(_root(), args.host, args.port)
     return 0
 
 
@@ -193,13 +187,12 @@ def _plot(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     import difflib
 
-    import flordb
     from flordb.hindsight.plan import Plan, PlanError
     from flordb.hindsight.replay import execute, make_plan
 
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    root = flordb._rt.project_root()
+    root = _root()
     names, where = args.names, args.where
     if len(names) > 1 and _is_expression(names[-1]):  # FlorDB's `replay a,b "lr > 0.1"`
         if where is not None:
@@ -276,12 +269,18 @@ def _propagate(args: argparse.Namespace) -> int:
     return 0 if result.ok else 3
 
 
+def _root() -> Path:
+    """The project the command reads: the one around the working directory."""
+    from flordb.project import locate
+
+    return locate().root
+
+
 def _query(sql: str) -> pandas.DataFrame:
     """Read-only SQL over the project's store, empty results included."""
-    import flordb
     from flordb.store.sql import query
 
-    return query(flordb._rt.project_root(), sql)
+    return query(_root(), sql)
 
 
 def _check_names(names: list[str]) -> None:
@@ -294,10 +293,9 @@ def _check_names(names: list[str]) -> None:
 
 
 def _stat() -> None:
-    import flordb
     from flordb.store.db import DB_FILENAME, store_dir
 
-    root = flordb.runtime.RUNTIME.project_root()
+    root = _root()
     path = store_dir(root) / DB_FILENAME
     counts = _query(
         "SELECT (SELECT COUNT(*) FROM runs) AS runs,"
@@ -313,7 +311,7 @@ def _stat() -> None:
     print(f"size:    {size / 2**20:.1f} MB")
 
 
-def _print(frame, csv: bool = False, json: bool = False) -> None:  # type: ignore[no-untyped-def]
+def _print(frame: pandas.DataFrame, csv: bool = False, json: bool = False) -> None:
     if csv:
         frame.to_csv(sys.stdout, index=False)
     elif json:

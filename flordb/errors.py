@@ -26,3 +26,59 @@ class BadNameError(FlorError, ValueError):
 
 class RecordingStoppedError(FlorError, RuntimeError):
     """A record was asked for after recording stopped because the store cannot be written."""
+
+
+class UsageError(FlorError, Exception):
+    """Bad input from the command line: reported in one line, exit status 2."""
+
+
+class ArgCastError(FlorError, ValueError):
+    """A ``--kwargs`` value that cannot be cast to the type of its default."""
+
+
+class NotRestorableError(FlorError, TypeError):
+    """An enrolled object that cannot be restored in place."""
+
+
+class PlanError(FlorError, ValueError):
+    """The replay cannot be planned as asked (bad ``--where``, unknown names, no git)."""
+
+
+class ParseError(FlorError, ValueError):
+    """A source that is not valid Python."""
+
+
+class WhereError(FlorError, ValueError):
+    """A ``where`` expression that pandas cannot evaluate over the runs' top-level values."""
+
+
+class SchemaTooNewError(FlorError, RuntimeError):
+    """The store was written by a newer flordb than the one running."""
+
+
+class CorruptObjectError(FlorError, OSError):
+    """An object file whose bytes no longer match its name."""
+
+
+class NotAProjectError(FlorError, FileNotFoundError):
+    """Raised when a read is asked of a directory with no flordb store."""
+
+
+class DatasetError(FlorError, ValueError):
+    """A dataset operation that cannot be done as asked."""
+
+
+class IntegrityError(DatasetError):
+    """A released version whose members no longer match its content hash."""
+
+
+class RegistryError(FlorError, LookupError):
+    """No such metric, or no checkpoint for the chosen row."""
+
+
+class FeatureError(FlorError, ValueError):
+    """A feature definition or value that does not fit."""
+
+
+class PlotError(FlorError, ValueError):
+    """Nothing to plot, or a loop or label that is not there."""

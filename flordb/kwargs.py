@@ -5,13 +5,11 @@ from __future__ import annotations
 import ast
 from typing import Any
 
+from flordb.errors import ArgCastError
+
 FLAG = "--kwargs"
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off"}
-
-
-class ArgCastError(ValueError):
-    """A ``--kwargs`` value that cannot be cast to the type of its default."""
 
 
 def extract(argv: list[str]) -> dict[str, str]:

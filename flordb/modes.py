@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from flordb import kwargs as _kwargs
+from flordb import settings
 from flordb.store.writer import Batch, RunWriter
 
 if TYPE_CHECKING:
@@ -72,10 +73,9 @@ class RecordMode:
     def begin(self, project: Project) -> tuple[int, str | None]:
         from flordb.project import script_name
 
-        parent = os.environ.get("FLORDB_PARENT_RUN")
         self.next_loop_id = 1
         return self.writer.begin(project.projid, script_name(project), list(sys.argv),
-                                 os.getcwd(), int(parent) if parent else None)
+                                 os.getcwd(), settings.read().parent_run)
 
     def arg(self, name: str, default: Any) -> Any:
         return kwarg(self.kwargs, self.kwargs_read, name, default)

@@ -7,6 +7,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from flordb import settings
+
 
 @dataclass(frozen=True)
 class Project:
@@ -39,10 +41,11 @@ def find_git_root(start: Path) -> Path | None:
 
 def locate(cwd: Path | None = None) -> Project:
     """The project of ``cwd``; ``$FLORDB_ROOT`` and ``$FLORDB_PROJID`` override the defaults."""
-    start = Path(os.environ.get("FLORDB_ROOT") or cwd or os.getcwd()).resolve()
+    env = settings.read()
+    start = Path(env.root or cwd or os.getcwd()).resolve()
     git_root = find_git_root(start)
     root = git_root or start
-    projid = os.environ.get("FLORDB_PROJID") or root.name
+    projid = env.projid or root.name
     return Project(root=root, projid=projid, in_git=git_root is not None)
 
 

@@ -37,7 +37,6 @@ from flordb import values as _values
 from flordb.loops import Frame, Series
 from flordb.modes import Mode, RecordMode, Status, kwarg
 from flordb.store.redact import REDACTED, is_secret
-from flordb.store.replays import UNIT_ENV
 from flordb.store.writer import Batch
 
 if TYPE_CHECKING:
@@ -63,16 +62,17 @@ class Runtime:
         ``--kwargs`` and project."""
         self.kwargs: dict[str, str] = process.kwargs if process else {}
         self.kwargs_read: set[str] = process.kwargs_read if process else set()
-        self.echo = os.environ.get("FLORDB_ECHO", "1") != "0"
+        env = settings.read()
+        self.echo = env.echo
         self._echo_window = (0, 0, 0)  # (second, lines shown in it, values not shown)
-        self.flush_interval = settings.number("FLORDB_FLUSH_S")
-        self.epsilon = checkpoint.default_epsilon()
+        self.flush_interval = env.flush_s
+        self.epsilon = env.epsilon
         self.enrolled: dict[str, tuple[Any, str]] = {}
         self.sticky_args: dict[str, Any] = {}  # in a notebook: args carried into later runs
         self.project: Project | None = process.project if process else None
         self.main = process is None
         #: In a replay's child process: the unit it runs.
-        self.replay_unit = os.environ.get(UNIT_ENV)
+        self.replay_unit = env.replay_unit
         #: Recording or replaying, chosen when the process's first run begins.
         self.mode: Mode | None = None
         self._hooks_installed = False
@@ -174,7 +174,7 @@ class Runtime:
         if self.replay_unit is not None:
             from flordb.replaying import ReplayMode
 
-            return ReplayMode(p.root, int(self.replay_unit))
+            return ReplayMode(p.root, self.replay_unit)
         if not p.in_git:
             print(f"flordb: {p.root} is not inside a git repository: runs are recorded "
                   "without code snapshots, and replay will need one.", file=sys.stderr)
@@ -206,7 +206,7 @@ class Runtime:
             return  # an uncaught exception ends a thread, not the process's runs
         previous_hook = sys.excepthook
 
-        def excepthook(kind, exc, tb):  # type: ignore[no-untyped-def]
+        def excepthook(kind: Any, exc: BaseException, tb: Any) -> None:
             self.failed = True
             previous_hook(kind, exc, tb)
 
@@ -718,7 +718,7 @@ class Runtime:
 def home_dir(create: bool = True) -> Path:
     """``flor.HOMEDIR``: ``$FLORDB_HOME``, else ``~/.flor`` (created, unless ``create`` is
     false)."""
-    home = Path(os.environ.get("FLORDB_HOME") or Path.home() / ".flor")
+    home = settings.read().home_dir
     if create:
         home.mkdir(parents=True, exist_ok=True)
     return home

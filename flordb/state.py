@@ -27,12 +27,10 @@ import random
 import sys
 from typing import Any
 
+from flordb.errors import NotRestorableError
+
 RNG_KEY = "__rng__"
 _IMMUTABLE = (int, float, complex, str, bytes, tuple, frozenset, bool, type(None))
-
-
-class NotRestorableError(TypeError):
-    """An enrolled object that cannot be restored in place."""
 
 
 def kind_of(obj: Any) -> str:

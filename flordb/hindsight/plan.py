@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flordb.checkpoint import available
+from flordb.errors import PlanError
 from flordb.hindsight import analysis as A
 from flordb.hindsight.propagate import ParseError, Placement, Propagator
 from flordb.store import replays
@@ -37,10 +38,6 @@ from flordb.store.replays import Directive
 
 #: Assumed read throughput when estimating the cost of restoring a checkpoint (bytes/s).
 _RESTORE_BPS = 2e8
-
-
-class PlanError(ValueError):
-    """The replay cannot be planned as asked (bad ``--where``, unknown names, no git)."""
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import TypeVar
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
+from flordb.errors import ParseError
 from flordb.hindsight import bindings
 from flordb.hindsight.cst_tree import FLORDB_MODULES, dotted, is_block, to_tree
 from flordb.hindsight.gumtree import Mapping, Tree, match
@@ -29,10 +30,6 @@ _ENCLOSING = ("For", "While", "With", "FunctionDef", "If", "Try")
 #: Compound statements that run their block at most once: a statement found in one that the
 #: old version lacks may go where the old version has its neighbours.
 _WRAPPERS = ("If", "Else", "With", "Try", "Finally", "FunctionDef")
-
-
-class ParseError(ValueError):
-    """A source that is not valid Python."""
 
 
 @dataclass

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flordb.errors import DatasetError, IntegrityError
 from flordb.runtime import current as _runtime
 from flordb.store.db import inserted_id
 from flordb.store.io import file_digest
@@ -35,14 +36,6 @@ if TYPE_CHECKING:
 
 DATASET = "dataset"  # record type of a member that is a dataset version
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
-
-
-class DatasetError(ValueError):
-    """A dataset operation that cannot be done as asked."""
-
-
-class IntegrityError(DatasetError):
-    """A released version whose members no longer match its content hash."""
 
 
 def dataset(name: str, record_type: str = "file", description: str = "") -> Dataset:

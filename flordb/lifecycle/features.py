@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from flordb.errors import FeatureError
 from flordb.runtime import current as _runtime
 from flordb.store.db import inserted_id
 
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
 #: Column types a feature may declare, by the name stored.
 TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 SELECTORS = ("newest", "majority")
-
-
-class FeatureError(ValueError):
-    """A feature definition or value that does not fit."""
 
 
 def feature(name: str, record_type: str = "file", columns: dict[str, type] | None = None,

@@ -15,16 +15,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from flordb.errors import RegistryError
 from flordb.lifecycle.datasets import DatasetVersion
 from flordb.lifecycle.features import get_feature
 from flordb.runtime import current as _runtime
 
 if TYPE_CHECKING:
     import pandas
-
-
-class RegistryError(LookupError):
-    """No such metric, or no checkpoint for the chosen row."""
 
 
 def best(metric: str, mode: str = "max", n: int = 1) -> pandas.DataFrame:

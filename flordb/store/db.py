@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from flordb import settings
+from flordb.errors import NotAProjectError
 from flordb.store.schema import check_version, migrate
 
 STORE_DIRNAME = ".flor"
@@ -16,14 +18,10 @@ DB_FILENAME = "flor.db"
 BUSY_TIMEOUT_S = 600.0
 
 
-class NotAProjectError(FileNotFoundError):
-    """Raised when a read is asked of a directory with no flordb store."""
-
-
 def store_dir(root: Path) -> Path:
     """The ``.flor`` directory of the project at ``root`` (``$FLORDB_DIR`` overrides it)."""
-    override = os.environ.get("FLORDB_DIR")
-    return Path(override) if override else root / STORE_DIRNAME
+    override = settings.read().store_dir
+    return override if override is not None else root / STORE_DIRNAME
 
 
 def create_store_dir(root: Path) -> Path:

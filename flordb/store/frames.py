@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from flordb import values as _values
+from flordb.errors import WhereError
 from flordb.store.db import connect_reader
 
 #: A value's place: its run, loop context and iteration, and ``rep``: how many values of the
@@ -307,10 +308,6 @@ def _elements_at(loop: tuple, listed: list | None, it: np.ndarray) -> np.ndarray
 def _identity(wide: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     ident = runs.set_index("run_id")[IDENTITY]
     return ident.reindex(wide["run_id"].to_numpy()).reset_index(drop=True)
-
-
-class WhereError(ValueError):
-    """A ``where`` expression that pandas cannot evaluate over the runs' top-level values."""
 
 
 def runs_where(root: Path, where: str | None) -> pd.DataFrame:

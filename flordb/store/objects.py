@@ -14,9 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-
-class CorruptObjectError(IOError):
-    """An object file whose bytes no longer match its name."""
+from flordb.errors import CorruptObjectError
 
 
 def objects_dir(store: Path) -> Path:

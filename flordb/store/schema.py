@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from flordb.errors import SchemaTooNewError
+
 _V1 = """
 CREATE TABLE environments (
     env_hash    TEXT PRIMARY KEY,
@@ -292,10 +294,6 @@ CREATE TABLE run_output (
 MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-class SchemaTooNewError(RuntimeError):
-    """The store was written by a newer flordb than the one running."""
 
 
 def check_version(conn: sqlite3.Connection) -> None:

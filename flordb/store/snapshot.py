@@ -19,7 +19,7 @@ from flordb import settings
 
 SNAPSHOT_REF_PREFIX = "refs/flor/runs/"
 #: Untracked or modified files larger than this are not snapshotted (``$FLORDB_MAX_FILE_MB``).
-DEFAULT_MAX_FILE_MB = settings.NUMBERS["FLORDB_MAX_FILE_MB"][0]
+DEFAULT_MAX_FILE_MB = float(settings.DEFAULTS["FLORDB_MAX_FILE_MB"] or 0)
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "flordb", "GIT_AUTHOR_EMAIL": "flordb@localhost",
     "GIT_COMMITTER_NAME": "flordb", "GIT_COMMITTER_EMAIL": "flordb@localhost",
@@ -70,7 +70,7 @@ def take(root: Path, ref_name: str, message: str) -> Snapshot:
     repo = git.Repo(root)
     g = repo.git
     head = _rev(g, "HEAD")
-    max_bytes = settings.number("FLORDB_MAX_FILE_MB") * 2**20
+    max_bytes = settings.read().max_file_mb * 2**20
     _sweep_stale_indexes()
     tmpdir = tempfile.mkdtemp(prefix="flordb-index-")
     try:

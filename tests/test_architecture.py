@@ -1,0 +1,111 @@
+"""The layers run one way: no import cycle between flordb's modules (imports inside functions
+count; ``if TYPE_CHECKING:`` blocks do not), and nothing below the API imports ``flordb``
+itself."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "flordb"
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def imports(path: Path, known: set[str]) -> set[str]:
+    """The flordb modules ``path`` imports anywhere but under ``if TYPE_CHECKING:``."""
+    out: set[str] = set()
+
+    class Visitor(ast.NodeVisitor):
+        def visit_If(self, node: ast.If) -> None:
+            if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+                for child in node.orelse:
+                    self.visit(child)
+                return
+            self.generic_visit(node)
+
+        def visit_Import(self, node: ast.Import) -> None:
+            out.update(alias.name for alias in node.names)
+
+        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+            if node.level == 0 and node.module:
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    out.add(full if full in known else node.module)
+
+    Visitor().visit(ast.parse(path.read_text()))
+    return {m for m in out if m in known}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    return {name: imports(path, set(mods)) - {name} for name, path in mods.items()}
+
+
+def test_no_import_cycle(graph):
+    assert cycles(graph) == []
+
+
+def test_the_cycle_check_finds_one():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_only_the_command_line_imports_the_api(graph):
+    assert sorted(m for m, deps in graph.items() if "flordb" in deps) == ["flordb.cli"]
+
+
+def test_replay_mode_does_not_reach_into_the_runtime(graph):
+    assert "flordb.runtime" not in graph["flordb.replaying"]
+    assert "flordb.runtime" not in graph["flordb.modes"]
+
+
+def test_the_store_imports_nothing_above_it(graph):
+    above = {"flordb", "flordb.runtime", "flordb.hindsight", "flordb.lifecycle", "flordb.ui",
+             "flordb.cli"}
+    for name, deps in graph.items():
+        if name.startswith("flordb.store"):
+            assert not {d for d in deps if d in above or d.startswith(
+                ("flordb.hindsight.", "flordb.lifecycle.", "flordb.ui."))}, name
