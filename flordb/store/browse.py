@@ -1,0 +1,152 @@
+"""The reads behind ``flordb ui``: each page's rows, as plain dicts and frames.
+
+Every function takes a read-only connection (:func:`flordb.store.db.connect_reader`) and runs
+the page's SQL; nothing here writes. Runs whose process died without ending them are shown
+``killed`` (:func:`flordb.store.writer.dead_runs`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from flordb.store.executions import recorded_args
+from flordb.store.writer import dead_runs
+
+if TYPE_CHECKING:
+    import pandas
+
+RUN_COLUMNS = ("run_id", "projid", "tstamp", "filename", "status", "started", "ended", "argv",
+               "cwd", "snapshot", "git_head", "git_dirty", "host", "env_hash")
+
+
+def runs(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every run, oldest first: identity, status, duration, values, snapshot, args, and the
+    previous run of the same script that has a snapshot (for its code diff)."""
+    rows = conn.execute(
+        "SELECT run_id, tstamp, filename, status, started, ended, n_values, snapshot"
+        " FROM runs ORDER BY run_id").fetchall()
+    args = recorded_args(conn)
+    dead = dead_runs(conn)
+    last_of: dict[str, int] = {}
+    table = []
+    for run_id, tstamp, filename, status, started, ended, n, snapshot in rows:
+        table.append(dict(
+            run_id=run_id, tstamp=tstamp, filename=filename,
+            status="killed" if run_id in dead else status,
+            seconds=(ended or started) - started, n_values=n, snapshot=snapshot,
+            args=args.get(run_id, {}), previous=last_of.get(filename)))
+        if snapshot:
+            last_of[filename] = run_id
+    return table
+
+
+def run(conn: sqlite3.Connection, run_id: int, output_lines: int) -> dict[str, Any] | None:
+    """One run: its row, environment, logged names (with counts per source), inputs and
+    outputs, args and the last ``output_lines`` lines of its output; None if there is none."""
+    row = conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ?",
+                       (run_id,)).fetchone()
+    if row is None:
+        return None
+    info = dict(zip(RUN_COLUMNS, row))
+    if run_id in dead_runs(conn):
+        info["status"] = "killed"
+    env = conn.execute("SELECT env FROM environments WHERE env_hash = ?",
+                       (info["env_hash"],)).fetchone()
+    info["environment"] = json.loads(env[0]) if env else {}
+    info["names"] = [dict(name=n, source=s, count=c) for n, s, c in conn.execute(
+        "SELECT name, source, SUM(n) FROM (SELECT name, source, n FROM series"
+        " WHERE run_id = ? UNION ALL SELECT name, source, 1 FROM records WHERE"
+        " run_id = ? AND kind = 'log') WHERE source IN ('record', 'replay')"
+        " GROUP BY name, source ORDER BY name", (run_id, run_id))]
+    info["io"] = [dict(direction=d, kind=k, ref=r, checksum=c) for d, k, r, c in conn.execute(
+        "SELECT direction, kind, ref, checksum FROM run_io WHERE run_id = ?"
+        " ORDER BY direction, kind, ref", (run_id,))]
+    info["args"] = recorded_args(conn, run_id).get(run_id, {})
+    info["output"] = [dict(stream=st, level=lv or "", logger=lg or "", text=tx)
+                      for st, lv, lg, tx in reversed(conn.execute(
+                          "SELECT stream, level, logger, text FROM run_output WHERE run_id = ?"
+                          " ORDER BY seq DESC LIMIT ?", (run_id, output_lines)).fetchall())]
+    return info
+
+
+def snapshots_up_to(conn: sqlite3.Connection, run_id: int) -> list[tuple[int, str, str | None]]:
+    """``(run_id, filename, snapshot)`` of every run up to ``run_id``, oldest first."""
+    return conn.execute("SELECT run_id, filename, snapshot FROM runs WHERE run_id <= ?"
+                        " ORDER BY run_id", (run_id,)).fetchall()
+
+
+def replays(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every replay, newest first, with its units and its fidelity checks."""
+    out = []
+    for replay_id, names, where in conn.execute(
+            "SELECT replay_id, names, where_expr FROM replays ORDER BY replay_id DESC"
+            ).fetchall():
+        units = [dict(unit_id=u, run_id=r, start=a, stop=b, status=s, seconds=t, error=e)
+                 for u, r, a, b, s, t, e in conn.execute(
+                     "SELECT unit_id, run_id, start, stop, status, seconds, error FROM"
+                     " replay_units WHERE replay_id = ? ORDER BY unit_id", (replay_id,))]
+        checks = [dict(run_id=r, name=n, compared=c, differing=d, max_abs_diff=m, example=e)
+                  for r, n, c, d, m, e in conn.execute(
+                      "SELECT run_id, name, compared, differing, max_abs_diff, example"
+                      " FROM replay_checks WHERE replay_id = ? ORDER BY run_id, name",
+                      (replay_id,))]
+        out.append(dict(replay_id=replay_id, names=json.loads(names), where_expr=where,
+                        units=units, checks=checks))
+    return out
+
+
+def datasets(conn: sqlite3.Connection) -> tuple[pandas.DataFrame, pandas.DataFrame]:
+    """Datasets with their working-set sizes, and every released version."""
+    import pandas as pd
+
+    listing = pd.read_sql_query(
+        "SELECT d.name, d.record_type, d.description, (SELECT COUNT(*) FROM"
+        " dataset_members m WHERE m.dataset_id = d.dataset_id) AS members"
+        " FROM datasets d ORDER BY d.name", conn)
+    versions = pd.read_sql_query(
+        "SELECT d.name AS dataset, v.label, v.n_members, v.content_hash,"
+        " v.released_by AS run_id, v.description FROM dataset_versions v JOIN datasets d"
+        " ON d.dataset_id = v.dataset_id ORDER BY d.name, v.version_id", conn)
+    return listing, versions
+
+
+def features(conn: sqlite3.Connection, latest: int) -> tuple[pandas.DataFrame,
+                                                              pandas.DataFrame]:
+    """Features with value, record and annotator counts, and the ``latest`` values."""
+    import pandas as pd
+
+    listing = pd.read_sql_query(
+        "SELECT f.name, f.record_type, f.columns, f.vocabulary, COUNT(v.record_id)"
+        " AS \"values\", COUNT(DISTINCT v.record_id) AS records,"
+        " COUNT(DISTINCT v.annotator) AS annotators FROM features f LEFT JOIN"
+        " feature_values v ON v.feature_id = f.feature_id GROUP BY f.feature_id"
+        " ORDER BY f.name", conn)
+    recent = pd.read_sql_query(
+        "SELECT f.name AS feature, v.record_id, v.value, v.annotator, v.workflow,"
+        " v.run_id FROM feature_values v JOIN features f ON f.feature_id = v.feature_id"
+        " ORDER BY v.created DESC LIMIT ?", conn, params=(latest,))
+    return listing, recent
+
+
+def metric_names(conn: sqlite3.Connection) -> tuple[list[str], dict[str, list[str]],
+                                                     list[str]]:
+    """Numeric names logged by runs or replays, the loops around each (outermost first), and
+    every run's tstamp."""
+    names = [n for n, in conn.execute(
+        "SELECT DISTINCT name FROM series WHERE source IN ('record', 'replay') ORDER BY name")]
+    parent: dict[tuple[int, int], tuple[int, str, int]] = {
+        (r, loop): (p, n, d) for r, loop, p, n, d in conn.execute(
+            "SELECT run_id, loop_id, parent_id, name, depth FROM loops")}
+    found: dict[str, dict[str, int]] = {}  # name -> loop -> depth
+    for name, run_id, loop_id in conn.execute(
+            "SELECT DISTINCT name, run_id, loop_id FROM series WHERE loop_id > 0"):
+        key: tuple[int, int] | None = (run_id, loop_id)
+        while key in parent:  # the loop holding the values and the loops around it
+            up, loop, depth = parent[key]
+            found.setdefault(name, {})[loop] = depth
+            key = (run_id, up) if up else None
+    loops = {n: sorted(ls, key=ls.__getitem__) for n, ls in found.items()}
+    tstamps = [t for t, in conn.execute("SELECT tstamp FROM runs ORDER BY run_id")]
+    return names, loops, tstamps
