@@ -37,8 +37,8 @@ from typing import Any
 
 from flordb import settings
 from flordb import state as _state
-from flordb.store import objects
-from flordb.store.db import connect_writer, store_dir, write_transaction
+from flordb.store import checkpoints, objects
+from flordb.store.db import connect_writer, store_dir
 
 DEFAULT_EPSILON = float(settings.DEFAULTS["FLORDB_EPSILON"] or 0)
 #: Copy throughput assumed for the first estimate of a checkpoint's cost (bytes per second).
@@ -191,23 +191,21 @@ class Checkpointer:
 
     def _write(self, cap: _Capture) -> None:
         t = time.perf_counter()
-        rows = []
+        rows: list[checkpoints.Entry] = []
         for name, (kind, captured) in cap.states.items():
             for entry, entry_kind, state in _state.split_grads(name, kind, captured):
                 data = _state.serialize(state, entry_kind)
-                rows.append((cap.run_id, cap.loop_id, cap.iteration, entry, entry_kind,
-                             objects.put(self.store, data), len(data), cap.capture_s))
+                rows.append(checkpoints.Entry(
+                    cap.run_id, cap.loop_id, cap.iteration, entry, entry_kind,
+                    objects.put(self.store, data), len(data), cap.capture_s))
         if self.files is not None:
-            self.files.link(cap.iteration, [(r[3], r[4], r[5]) for r in rows])
+            self.files.link(cap.iteration, [(r.name, r.kind, r.digest) for r in rows])
         write_s = time.perf_counter() - t
         conn = self._conn
         if conn is None:
             raise RuntimeError("checkpoint written after the checkpointer closed")
-        with self._conn_lock, write_transaction(conn):
-            conn.executemany(
-                "INSERT OR REPLACE INTO checkpoints (run_id, loop_id, iter, name, kind, object,"
-                " bytes, capture_s, write_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(*row, write_s) for row in rows])
+        with self._conn_lock:
+            checkpoints.insert(conn, rows, write_s)
 
     def finish(self) -> None:
         """Wait for pending writes; raise the first writer error, if any."""
@@ -295,8 +293,7 @@ def available(conn: sqlite3.Connection, run_id: int, loop_id: int,
 
     With ``root``, only checkpoints whose object files are all present in its store.
     """
-    rows = conn.execute("SELECT iter, object FROM checkpoints WHERE run_id = ? AND loop_id = ?"
-                        " ORDER BY iter", (run_id, loop_id)).fetchall()
+    rows = checkpoints.iterations(conn, run_id, loop_id)
     missing = set()
     if root is not None:
         store = store_dir(root)
@@ -313,9 +310,7 @@ def load(root: Path, conn: sqlite3.Connection, run_id: int, loop_id: int,
     """
     store = store_dir(root)
     for it in reversed([i for i in available(conn, run_id, loop_id) if i <= iteration]):
-        rows = conn.execute(
-            "SELECT name, kind, object FROM checkpoints WHERE run_id = ? AND loop_id = ?"
-            " AND iter = ?", (run_id, loop_id, it)).fetchall()
+        rows = checkpoints.objects_at(conn, run_id, loop_id, it)
         try:
             states = {name: (kind, _state.deserialize(objects.get(store, digest), kind))
                       for name, kind, digest in rows}

@@ -89,10 +89,7 @@ class RecordMode:
         self.writer.flush(batch)
 
     def end(self, status: Status) -> int:
-        n = self.writer.conn.execute("SELECT n_values FROM runs WHERE run_id = ?",
-                                     (self.writer.run_id,)).fetchone()[0]
-        self.writer.end(status)
-        return int(n)
+        return self.writer.end(status)
 
     def close(self) -> None:
         self.writer.close()

@@ -35,7 +35,7 @@ from flordb.store import replays
 from flordb.store.db import connect_reader
 from flordb.store.executions import recorded_args
 from flordb.store.redact import REDACTED
-from flordb.store.writer import Batch, ReplayWriter
+from flordb.store.writer import Batch, Chunk, ReplayWriter
 
 if TYPE_CHECKING:
     from flordb.modes import Status
@@ -58,9 +58,7 @@ class ReplayMode:
         self.loops: dict[tuple[int, int, str], list[int]] = defaultdict(list)
         self.top_of: dict[int, tuple[int, int]] = {}  # loop_id -> (depth-1 ancestor, its iter)
         parents: dict[int, tuple[int, int]] = {}
-        for loop_id, parent, parent_iter, name in conn.execute(
-                "SELECT loop_id, parent_id, parent_iter, name FROM loops WHERE run_id = ?"
-                " ORDER BY loop_id", (d.run_id,)):
+        for loop_id, parent, parent_iter, name in replays.loop_instances(conn, d.run_id):
             self.loops[(parent, parent_iter, name)].append(loop_id)
             parents[loop_id] = (parent, parent_iter)
         for loop_id in parents:
@@ -213,8 +211,8 @@ class ReplayMode:
             elif window is not False:
                 kept.chunks.extend(_slice_chunk(chunk, *window))
         for record in batch.records:
-            loop_id, it, name = record[0], record[1], record[3]
-            if name in self.keep and record[7] == "log":
+            loop_id, it, name = record.loop_id, record.iteration, record.name
+            if name in self.keep and record.kind == "log":
                 window = self._window(loop_id)
                 if window is None or (window is not False and window[0] <= it < window[1]):
                     kept.records.append(record)
@@ -249,7 +247,7 @@ class ReplayMode:
         self.conn.close()
 
 
-def _slice_chunk(chunk: tuple, start: int, stop: int) -> list[tuple]:
+def _slice_chunk(chunk: Chunk, start: int, stop: int) -> list[Chunk]:
     """The part of a series chunk whose iterations lie in ``start..stop-1``."""
     name, loop_id, seq, dtype, n, iters_b, vals_b = chunk
     iters, vals = array("q"), array("d" if dtype == "f8" else "q")
@@ -268,4 +266,4 @@ def _slice_chunk(chunk: tuple, start: int, stop: int) -> list[tuple]:
     if big:
         it2.byteswap()
         v2.byteswap()
-    return [(name, loop_id, seq, dtype, len(keep), it2.tobytes(), v2.tobytes())]
+    return [Chunk(name, loop_id, seq, dtype, len(keep), it2.tobytes(), v2.tobytes())]

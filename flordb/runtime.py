@@ -37,7 +37,7 @@ from flordb import values as _values
 from flordb.loops import Frame, Series
 from flordb.modes import Mode, RecordMode, Status, kwarg
 from flordb.store.redact import REDACTED, is_secret
-from flordb.store.writer import Batch
+from flordb.store.writer import Batch, Chunk, Record
 
 if TYPE_CHECKING:
     from flordb.project import Project
@@ -346,7 +346,7 @@ class Runtime:
             print(f"flordb: {name!r}: {type(value).__name__} cannot be pickled ({text}); its "
                   "repr is stored instead", file=sys.stderr)
         self.seq += 1
-        self.pending.records.append((fr.loop_id, fr.i, self.seq, name, stored, vtype, text,
+        self.pending.records.append(Record(fr.loop_id, fr.i, self.seq, name, stored, vtype, text,
                                      kind))
         self.pending_values += 1
         if self.pending_values >= FLUSH_VALUES:
@@ -368,7 +368,7 @@ class Runtime:
             iters.byteswap()
             vals.byteswap()
         self.seq += 1
-        self.pending.chunks.append((s.name, fr.loop_id, self.seq,
+        self.pending.chunks.append(Chunk(s.name, fr.loop_id, self.seq,
                                     "f8" if s.typecode == "d" else "i8", n,
                                     iters.tobytes(), vals.tobytes()))
         self.pending_values += n
@@ -531,8 +531,8 @@ class Runtime:
                 if s.vals:
                     last[name] = s.vals[-1]
         for chunk in self.pending.chunks:
-            last.setdefault(chunk[0], struct.unpack("<d" if chunk[3] == "f8" else "<q",
-                                                    chunk[6][-8:])[0])
+            last.setdefault(chunk.name, struct.unpack("<d" if chunk.dtype == "f8" else "<q",
+                                                      chunk.vals[-8:])[0])
         if not last:
             return
         of = f"/{fr.total}" if fr.total is not None else ""
@@ -622,7 +622,7 @@ class Runtime:
         In a replay the transaction is rolled back: the recorded run made those records, and
         re-executing it must not make them again (or stamp its labels with a new time).
         """
-        from flordb.store.db import connect_writer, write_transaction
+        from flordb.store.db import connect_writer, discarded_transaction, write_transaction
 
         self.ensure_run()
         run_id = self.run_id
@@ -633,15 +633,8 @@ class Runtime:
                                         "this record is not kept")
         conn = connect_writer(self.project_root())
         try:
-            if not self.replaying:
-                with write_transaction(conn):
-                    yield conn, run_id
-            else:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn, run_id
-                finally:
-                    conn.execute("ROLLBACK")
+            with (discarded_transaction if self.replaying else write_transaction)(conn):
+                yield conn, run_id
         finally:
             conn.close()
 

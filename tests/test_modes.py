@@ -8,7 +8,7 @@ from flordb.loops import Frame
 from flordb.modes import RecordMode, kwarg
 from flordb.project import Project
 from flordb.store.db import DB_FILENAME, store_dir
-from flordb.store.writer import Batch
+from flordb.store.writer import Batch, Record
 
 
 def test_loop_ids_are_sequential_per_run_and_restart_with_each_run(tmp_path):
@@ -20,7 +20,7 @@ def test_loop_ids_are_sequential_per_run_and_restart_with_each_run(tmp_path):
     assert mode.end("completed") == 0
     second, _ = mode.begin(project)
     assert second == first + 1 and mode.loop_id(top, "epoch") == 1
-    mode.flush(Batch(records=[(0, 0, 1, "x", 1.5, "float", None, "log")]))
+    mode.flush(Batch(records=[Record(0, 0, 1, "x", 1.5, "float", None, "log")]))
     assert mode.end("failed") == 1
     mode.close()
     conn = sqlite3.connect(store_dir(tmp_path) / DB_FILENAME)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from array import array
 
 from flordb.replaying import _slice_chunk
+from flordb.store.writer import Chunk
 
 
-def chunk(iters: list[int], vals: list[float]) -> tuple:
-    return ("loss", 3, 7, "f8", len(iters), array("q", iters).tobytes(),
-            array("d", vals).tobytes())
+def chunk(iters: list[int], vals: list[float]) -> Chunk:
+    return Chunk("loss", 3, 7, "f8", len(iters), array("q", iters).tobytes(),
+                 array("d", vals).tobytes())
 
 
 def test_a_chunk_is_cut_to_the_window():

@@ -97,6 +97,18 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+@contextmanager
+def discarded_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``ROLLBACK`` whatever happens: writes that must not stay (a
+    replay re-executing code that made lifecycle records) still see a consistent store."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
 #: errno values (and SQLite messages) that mean the store cannot be written, not a bug.
 _FAULT_ERRNOS = {28: "the disk is full", 30: "the file system is read-only",
                  13: "permission denied", 5: "an I/O error", 122: "the disk quota is exceeded"}

@@ -10,12 +10,35 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from flordb.store import redact
 from flordb.store.db import connect_writer, inserted_id, write_transaction
 
-Chunk = tuple[str, int, int, str, int, bytes, bytes]
-Record = tuple[int, int, int, str, object, str, "str | None", str]
+
+class Chunk(NamedTuple):
+    """A sealed series: ``n`` numeric values of ``name`` in one loop instance."""
+
+    name: str
+    loop_id: int
+    seq: int
+    dtype: str  # "f8" or "i8"
+    n: int
+    iters: bytes  # little-endian int64 iterations
+    vals: bytes  # little-endian float64 or int64 values
+
+
+class Record(NamedTuple):
+    """One value stored with its type (anything but a hot float or int) or one arg."""
+
+    loop_id: int
+    iteration: int
+    seq: int
+    name: str
+    value: object
+    vtype: str
+    text: str | None  # the repr of a pickled value
+    kind: str  # "log" or "arg"
 
 
 @dataclass
@@ -36,7 +59,7 @@ class Batch:
                     or self.records or self.timing or self.output)
 
     def n_values(self) -> int:
-        return sum(c[4] for c in self.chunks) + len(self.records)
+        return sum(c.n for c in self.chunks) + len(self.records)
 
 
 def process_start_time(pid: int) -> str | None:
@@ -149,12 +172,15 @@ class RunWriter:
             c.execute("UPDATE runs SET n_values = n_values + ? WHERE run_id = ?",
                       (batch.n_values(), run))
 
-    def end(self, status: str) -> None:
-        """Mark the current run ended with ``status``."""
+    def end(self, status: str) -> int:
+        """Mark the current run ended with ``status``; returns how many values it holds."""
         with write_transaction(self.conn):
             self.conn.execute("UPDATE runs SET status = ?, ended = ? WHERE run_id = ?",
                               (status, time.time(), self.run_id))
+            n = self.conn.execute("SELECT n_values FROM runs WHERE run_id = ?",
+                                  (self.run_id,)).fetchone()[0]
         self.run_id = None
+        return int(n)
 
     def close(self) -> None:
         self.conn.close()
