@@ -109,3 +109,22 @@ def test_the_store_imports_nothing_above_it(graph):
         if name.startswith("flordb.store"):
             assert not {d for d in deps if d in above or d.startswith(
                 ("flordb.hindsight.", "flordb.lifecycle.", "flordb.ui."))}, name
+
+
+def test_only_the_api_holds_the_runtime(graph):
+    """Lifecycle records, the web view and the command line get a session, a project root or
+    a connection: none of them reaches for the process's runtime."""
+    users = sorted(m for m, deps in graph.items() if "flordb.runtime" in deps)
+    assert users == ["flordb"], users
+
+
+def test_sql_lives_in_the_store():
+    """Every module that runs SQL of its own is in store/ (the planner and replay executor
+    in hindsight/ are the exceptions still to move)."""
+    import re
+
+    pattern = re.compile(r"\.(execute|executemany)\(|read_sql_query\(")
+    outside = sorted(name for name, path in modules().items()
+                     if not name.startswith("flordb.store") and pattern.search(path.read_text()))
+    assert outside == ["flordb.hindsight.crosscheck", "flordb.hindsight.plan",
+                       "flordb.hindsight.replay"]

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flordb.errors import DatasetError, IntegrityError
-from flordb.runtime import current as _runtime
-from flordb.store.db import inserted_id
+from flordb.store import lifecycle as sql
 from flordb.store.io import file_digest
 
 if TYPE_CHECKING:
@@ -34,45 +32,39 @@ if TYPE_CHECKING:
 
     import pandas
 
+    from flordb.lifecycle.session import Session
+
 DATASET = "dataset"  # record type of a member that is a dataset version
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 
-def dataset(name: str, record_type: str = "file", description: str = "") -> Dataset:
+def dataset(session: Session, name: str, record_type: str = "file",
+            description: str = "") -> Dataset:
     """The dataset ``name``, created (by the current run) if it does not exist yet.
 
     ``record_type`` is the default type of its members (``file``, ``row``, ``document``...).
     """
     if not isinstance(name, str) or not name or "@" in name:
         raise DatasetError(f"a dataset name must be a non-empty str without '@': {name!r}")
-    with _runtime().writing() as (conn, run_id):
-        row = conn.execute("SELECT dataset_id, record_type FROM datasets WHERE name = ?",
-                           (name,)).fetchone()
+    with session.writing() as (conn, run_id):
+        row = sql.dataset_row(conn, name)
         if row is None:
-            cur = conn.execute(
-                "INSERT INTO datasets (name, record_type, description, created, created_by)"
-                " VALUES (?, ?, ?, ?, ?)", (name, record_type, description, time.time(), run_id))
-            return Dataset(inserted_id(cur), name, record_type)
-    return Dataset(row[0], name, row[1])
+            return Dataset(session, sql.create_dataset(conn, name, record_type, description,
+                                                       run_id), name, record_type)
+    return Dataset(session, row[0], name, row[1])
 
 
-def datasets() -> pandas.DataFrame:
+def datasets(session: Session) -> pandas.DataFrame:
     """Every dataset with its working-set size, versions and, for splits, their origin."""
-    import pandas as pd
-
-    with _runtime().reading() as conn:
-        return pd.read_sql_query(
-            "SELECT d.name, d.record_type, d.description, d.created_by AS run_id,"
-            " (SELECT COUNT(*) FROM dataset_members m WHERE m.dataset_id = d.dataset_id)"
-            " AS members, (SELECT GROUP_CONCAT(label, ' ') FROM dataset_versions v"
-            " WHERE v.dataset_id = d.dataset_id) AS versions, d.split_seed"
-            " FROM datasets d ORDER BY d.dataset_id", conn)
+    with session.reading() as conn:
+        return sql.datasets(conn)
 
 
 @dataclass(frozen=True)
 class Dataset:
     """A named collection of record ids; see the module docstring."""
 
+    session: Session = field(repr=False, compare=False)
     dataset_id: int
     name: str
     record_type: str
@@ -81,31 +73,19 @@ class Dataset:
             record_type: str | None = None) -> int:
         """Add members (record ids, or dataset versions to nest); returns how many were new."""
         rows = [_member(r, record_type or self.record_type) for r in _iterable(records)]
-        with _runtime().writing() as (conn, run_id):
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO dataset_members (dataset_id, record_id, record_type,"
-                " added, added_by) VALUES (?, ?, ?, ?, ?)",
-                [(self.dataset_id, rid, rtype, time.time(), run_id) for rid, rtype in rows])
-            return conn.total_changes - before
+        with self.session.writing() as (conn, run_id):
+            return sql.add_members(conn, self.dataset_id, rows, run_id)
 
     def remove(self, records: str | DatasetVersion | Iterable[str | DatasetVersion]) -> int:
         """Remove members from the working set; returns how many were there."""
         ids = [_member(r, self.record_type)[0] for r in _iterable(records)]
-        with _runtime().writing() as (conn, _):
-            before = conn.total_changes
-            conn.executemany("DELETE FROM dataset_members WHERE dataset_id = ? AND record_id = ?",
-                             [(self.dataset_id, rid) for rid in ids])
-            return conn.total_changes - before
+        with self.session.writing() as (conn, _):
+            return sql.remove_members(conn, self.dataset_id, ids)
 
     def members(self) -> pandas.DataFrame:
         """The working set: ``record_id, record_type``, ordered by record id."""
-        import pandas as pd
-
-        with _runtime().reading() as conn:
-            return pd.read_sql_query(
-                "SELECT record_id, record_type FROM dataset_members WHERE dataset_id = ?"
-                " ORDER BY record_id", conn, params=(self.dataset_id,))
+        with self.session.reading() as conn:
+            return sql.members_frame(conn, self.dataset_id)
 
     def release(self, label: str | None = None, description: str = "", bump: str = "minor",
                 checksums: bool = True) -> DatasetVersion:
@@ -116,23 +96,18 @@ class Dataset:
         With ``checksums``, members of type ``file`` found under the project are hashed, so a
         changed file is detected by :meth:`DatasetVersion.verify` (``files=True``).
         """
-        with _runtime().writing() as (conn, run_id):
+        with self.session.writing() as (conn, run_id):
             return _release(conn, run_id, self, label, description, bump, checksums)
 
     def version(self, label: str | None = None) -> DatasetVersion:
         """Released version ``label`` (default: the latest released)."""
-        with _runtime().reading() as conn:
-            return _version(conn, self.name, label)
+        with self.session.reading() as conn:
+            return _version(self.session, conn, self.name, label)
 
     def versions(self) -> pandas.DataFrame:
         """The released versions: label, size, content hash, when and by which run."""
-        import pandas as pd
-
-        with _runtime().reading() as conn:
-            return pd.read_sql_query(
-                "SELECT label, n_members, content_hash, released, released_by AS run_id,"
-                " description FROM dataset_versions WHERE dataset_id = ? ORDER BY version_id",
-                conn, params=(self.dataset_id,))
+        with self.session.reading() as conn:
+            return sql.versions_frame(conn, self.dataset_id)
 
     def diff(self, old: str, new: str) -> pandas.DataFrame:
         """Members ``added``, ``removed`` or ``changed`` (file content) from ``old`` to ``new``."""
@@ -143,6 +118,7 @@ class Dataset:
 class DatasetVersion:
     """A released, frozen version of a dataset."""
 
+    session: Session = field(repr=False, compare=False)
     version_id: int
     dataset: str
     label: str
@@ -159,12 +135,12 @@ class DatasetVersion:
         dataset versions are replaced by their own members (``via`` names the nesting)."""
         import pandas as pd
 
-        with _runtime().reading() as conn:
-            frame = _manifest(conn, self.version_id)
+        with self.session.reading() as conn:
+            frame = sql.manifest(conn, self.version_id)
             if not recursive:
                 return frame
             parts = [frame[frame["record_type"] != DATASET].assign(via=self.ref)]
-            nested = [_version(conn, *ref.rsplit("@", 1))
+            nested = [_version(self.session, conn, *ref.rsplit("@", 1))
                       for ref in frame.loc[frame["record_type"] == DATASET, "record_id"]]
         for inner in nested:
             sub = inner.members(recursive=True)
@@ -175,13 +151,13 @@ class DatasetVersion:
     def verify(self, files: bool = False) -> None:
         """Raise :class:`IntegrityError` unless the stored members hash to the content hash
         (and, with ``files``, every hashed file still has its content)."""
-        with _runtime().reading() as conn:
-            frame = _manifest(conn, self.version_id)
+        with self.session.reading() as conn:
+            frame = sql.manifest(conn, self.version_id)
         manifest = list(frame.itertuples(index=False, name=None))
         if content_hash(manifest) != self.content_hash:
             raise IntegrityError(f"{self.ref}: its members no longer match its content hash")
         if files:
-            root = _runtime().project_root()
+            root = self.session.project_root()
             changed = [rid for rid, rtype, digest in manifest
                        if digest is not None and _file_sha256(root, rid) != digest]
             if changed:
@@ -191,7 +167,7 @@ class DatasetVersion:
     def read(self) -> pandas.DataFrame:
         """The members, recording this version as an input of the current run."""
         self.verify()
-        _runtime().record_io("input", "dataset", self.ref, self.content_hash)
+        self.session.record_io("input", "dataset", self.ref, self.content_hash)
         return self.members()
 
     def diff(self, other: DatasetVersion) -> pandas.DataFrame:
@@ -232,60 +208,43 @@ class DatasetVersion:
 
     def _derived(self, split_name: str, ids: list[str], seed: int) -> DatasetVersion:
         name = f"{self.dataset}:{split_name}"
-        with _runtime().reading() as conn:
-            row = conn.execute("SELECT dataset_id, parent_version, split_seed, record_type"
-                               " FROM datasets WHERE name = ?", (name,)).fetchone()
-            rtype = conn.execute("SELECT record_type FROM datasets WHERE name = ?",
-                                 (self.dataset,)).fetchone()[0]
+        with self.session.reading() as conn:
+            row = sql.split_row(conn, name)
+            parent = sql.dataset_row(conn, self.dataset)
         if row is not None:
             if (row[1], row[2]) != (self.version_id, seed):
                 raise DatasetError(f"{name} already exists as a split of another version or seed")
-            return Dataset(row[0], name, row[3]).version(self.label)
+            return Dataset(self.session, row[0], name, row[3]).version(self.label)
+        assert parent is not None  # this version's own dataset
+        rtype = parent[1]
         manifest = self.members().set_index("record_id")
-        with _runtime().writing() as (conn, run_id):
-            cur = conn.execute(
-                "INSERT INTO datasets (name, record_type, description, created, created_by,"
-                " parent_version, split_seed) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (name, rtype, f"{split_name} split of {self.ref} (seed {seed})", time.time(),
-                 run_id, self.version_id, seed))
-            child = Dataset(inserted_id(cur), name, rtype)
-            conn.executemany(
-                "INSERT INTO dataset_members (dataset_id, record_id, record_type, added,"
-                " added_by) VALUES (?, ?, ?, ?, ?)",
-                [(child.dataset_id, rid, manifest.at[rid, "record_type"], time.time(), run_id)
-                 for rid in ids])
+        with self.session.writing() as (conn, run_id):
+            child = Dataset(self.session, sql.create_dataset(
+                conn, name, rtype, f"{split_name} split of {self.ref} (seed {seed})", run_id,
+                self.version_id, seed), name, rtype)
+            sql.add_members(conn, child.dataset_id,
+                            [(rid, manifest.at[rid, "record_type"]) for rid in ids], run_id)
             return _release(conn, run_id, child, self.label, f"{split_name} split of {self.ref}",
                             "minor", checksums=True)
 
 
 def _release(conn: sqlite3.Connection, run_id: int, ds: Dataset, label: str | None,
              description: str, bump: str, checksums: bool) -> DatasetVersion:
-    versions = conn.execute("SELECT label, content_hash, version_id, n_members FROM"
-                            " dataset_versions WHERE dataset_id = ? ORDER BY version_id",
-                            (ds.dataset_id,)).fetchall()
+    versions = sql.versions(conn, ds.dataset_id)
     labels = [v[0] for v in versions]
     if label in labels:
         raise DatasetError(f"{ds.name} already has a version {label!r}")
-    members = conn.execute(
-        "SELECT record_id, record_type FROM dataset_members WHERE dataset_id = ?"
-        " ORDER BY record_id", (ds.dataset_id,)).fetchall()
-    root = _runtime().project_root()
+    members = sql.members(conn, ds.dataset_id)
+    root = ds.session.project_root()
     manifest = [(rid, rtype, _file_sha256(root, rid) if checksums and rtype == "file" else None)
                 for rid, rtype in members]
     digest = content_hash(manifest)
     if label is None and versions and versions[-1][1] == digest:
         latest = versions[-1]  # nothing changed: the latest release is this version
-        return DatasetVersion(latest[2], ds.name, latest[0], digest, latest[3])
+        return DatasetVersion(ds.session, latest[2], ds.name, latest[0], digest, latest[3])
     label = label or _bump(labels, bump)
-    cur = conn.execute(
-        "INSERT INTO dataset_versions (dataset_id, label, content_hash, n_members, released,"
-        " released_by, description) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (ds.dataset_id, label, digest, len(manifest), time.time(), run_id, description))
-    version_id = inserted_id(cur)
-    conn.executemany(
-        "INSERT INTO version_members (version_id, record_id, record_type, checksum)"
-        " VALUES (?, ?, ?, ?)", [(version_id, *m) for m in manifest])
-    return DatasetVersion(version_id, ds.name, label, digest, len(manifest))
+    version_id = sql.release(conn, ds.dataset_id, label, digest, manifest, run_id, description)
+    return DatasetVersion(ds.session, version_id, ds.name, label, digest, len(manifest))
 
 
 def content_hash(manifest: Iterable[tuple[str, str, str | None]]) -> str:
@@ -296,22 +255,12 @@ def content_hash(manifest: Iterable[tuple[str, str, str | None]]) -> str:
     return h.hexdigest()
 
 
-def _version(conn: sqlite3.Connection, name: str, label: str | None) -> DatasetVersion:
-    sql = ("SELECT v.version_id, v.label, v.content_hash, v.n_members FROM dataset_versions v"
-           " JOIN datasets d ON d.dataset_id = v.dataset_id WHERE d.name = ?")
-    row = conn.execute(sql + (" AND v.label = ?" if label else " ORDER BY v.version_id DESC"
-                              " LIMIT 1"), (name, label) if label else (name,)).fetchone()
+def _version(session: Session, conn: sqlite3.Connection, name: str, label: str | None
+             ) -> DatasetVersion:
+    row = sql.version_row(conn, name, label)
     if row is None:
         raise DatasetError(f"no released version {label or '(any)'} of dataset {name!r}")
-    return DatasetVersion(row[0], name, row[1], row[2], row[3])
-
-
-def _manifest(conn: sqlite3.Connection, version_id: int) -> pandas.DataFrame:
-    import pandas as pd
-
-    return pd.read_sql_query(
-        "SELECT record_id, record_type, checksum FROM version_members WHERE version_id = ?"
-        " ORDER BY record_id", conn, params=(version_id,))
+    return DatasetVersion(session, row[0], name, row[1], row[2], row[3])
 
 
 def _iterable(records) -> list:

@@ -18,23 +18,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flordb.errors import FeatureError
-from flordb.runtime import current as _runtime
-from flordb.store.db import inserted_id
+from flordb.errors import FeatureError, NotAProjectError
+from flordb.store import lifecycle as sql
 
 if TYPE_CHECKING:
     import pandas
+
+    from flordb.lifecycle.session import Session
 
 #: Column types a feature may declare, by the name stored.
 TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 SELECTORS = ("newest", "majority")
 
 
-def feature(name: str, record_type: str = "file", columns: dict[str, type] | None = None,
+def feature(session: Session, name: str, record_type: str = "file",
+            columns: dict[str, type] | None = None,
             vocabulary: dict[str, dict[str, list[str]]] | None = None) -> Feature:
     """The feature ``name``, defined on first use; later calls must agree with the definition.
 
@@ -48,15 +49,12 @@ def feature(name: str, record_type: str = "file", columns: dict[str, type] | Non
     for c in vocab:
         if cols.get(c) != "str":
             raise FeatureError(f"vocabulary for {c!r}: only str columns take a vocabulary")
-    row = _lookup(name)
+    row = _lookup(session, name)
     if row is None:
-        with _runtime().writing() as (conn, _):
-            cur = conn.execute(
-                "INSERT INTO features (name, record_type, columns, vocabulary, created)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (name, record_type, json.dumps(cols), json.dumps(vocab), time.time()))
-            return Feature(inserted_id(cur), name, record_type, cols, vocab)
-    stored = get_feature(name)
+        with session.writing() as (conn, _):
+            feature_id = sql.create_feature(conn, name, record_type, cols, vocab)
+        return Feature(session, feature_id, name, record_type, cols, vocab)
+    stored = get_feature(session, name)
     if columns is not None and (stored.columns, stored.record_type) != (cols, record_type):
         raise FeatureError(f"feature {name!r} is defined on {stored.record_type!r} with "
                            f"columns {stored.columns}, not {record_type!r} with {cols}")
@@ -69,6 +67,7 @@ def feature(name: str, record_type: str = "file", columns: dict[str, type] | Non
 class Feature:
     """A defined feature; see the module docstring."""
 
+    session: Session = field(repr=False, compare=False)
     feature_id: int
     name: str
     record_type: str
@@ -90,14 +89,10 @@ class Feature:
             rows = rows.to_dict("records")
         checked = [(str(r["record_id"]), json.dumps(self._check(
             {k: v for k, v in r.items() if k != "record_id"}))) for r in rows]
-        with _runtime().writing() as (conn, run_id):
-            who = _script()
-            now = time.time()
-            conn.executemany(
-                "INSERT OR REPLACE INTO feature_values (feature_id, record_id, run_id,"
-                " annotator, workflow, created, value) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(self.feature_id, rid, run_id, annotator or who, workflow or who, now, value)
-                 for rid, value in checked])
+        with self.session.writing() as (conn, run_id):
+            who = _script(self.session)
+            sql.put_values(conn, self.feature_id, run_id, checked, annotator or who,
+                           workflow or who)
         return len(checked)
 
     def _check(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -120,12 +115,8 @@ class Feature:
         created``, oldest first."""
         import pandas as pd
 
-        with _runtime().reading() as conn:
-            rows = conn.execute(
-                "SELECT v.record_id, v.value, v.annotator, v.workflow, v.run_id, r.tstamp,"
-                " v.created FROM feature_values v JOIN runs r ON r.run_id = v.run_id"
-                " WHERE v.feature_id = ? ORDER BY v.created, v.run_id", (self.feature_id,)
-            ).fetchall()
+        with self.session.reading() as conn:
+            rows = sql.feature_values(conn, self.feature_id)
         cols = list(self.columns)
         frame = pd.DataFrame(
             [(rid, *[json.loads(val)[c] for c in cols], *rest) for rid, val, *rest in rows],
@@ -163,25 +154,22 @@ class Feature:
         """:meth:`select`, recording the selection as an input of the current run."""
         chosen = self.select(how, **filters)
         digest = hashlib.sha256(chosen.drop(columns=["created"]).to_csv(index=False).encode())
-        _runtime().record_io("input", "feature", self.name, digest.hexdigest())
+        self.session.record_io("input", "feature", self.name, digest.hexdigest())
         return chosen
 
 
-def get_feature(name: str) -> Feature:
+def get_feature(session: Session, name: str) -> Feature:
     """The feature ``name`` as defined; raises :class:`FeatureError` when it is not."""
-    row = _lookup(name)
+    row = _lookup(session, name)
     if row is None:
         raise FeatureError(f"no feature {name!r} is defined (flor.feature(name, columns=...))")
-    return Feature(row[0], name, row[1], json.loads(row[2]), json.loads(row[3]))
+    return Feature(session, row[0], name, row[1], json.loads(row[2]), json.loads(row[3]))
 
 
-def _lookup(name: str) -> tuple | None:
-    from flordb.store.db import NotAProjectError
-
+def _lookup(session: Session, name: str) -> tuple | None:
     try:
-        with _runtime().reading() as conn:
-            return conn.execute("SELECT feature_id, record_type, columns, vocabulary FROM"
-                                " features WHERE name = ?", (name,)).fetchone()
+        with session.reading() as conn:
+            return sql.feature_row(conn, name)
     except NotAProjectError:
         return None
 
@@ -216,7 +204,7 @@ def _term(feature: str, column: str, terms: dict[str, list[str]], value: str) ->
                        f"vocabulary: {allowed}")
 
 
-def _script() -> str:
+def _script(session: Session) -> str:
     from flordb.project import script_name
 
-    return script_name(_runtime().resolve_project())
+    return script_name(session.resolve_project())

@@ -23,31 +23,33 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any
 
-from flordb.runtime import current as _runtime
+from flordb.store import lifecycle as sql
 
 if TYPE_CHECKING:
     import sqlite3
 
     import pandas
 
+    from flordb.lifecycle.session import Session
 
-def lineage(target: object) -> pandas.DataFrame:
+
+def lineage(session: Session, target: object) -> pandas.DataFrame:
     """Everything ``target`` (a file path, ``name@label``, a DatasetVersion, a run id or a
     checkpoint row from :func:`flordb.best`) was produced from, transitively."""
-    return _walk(target, upstream=True)
+    return _walk(session, target, upstream=True)
 
 
-def derived(target: object) -> pandas.DataFrame:
+def derived(session: Session, target: object) -> pandas.DataFrame:
     """Everything produced from ``target``, transitively: the poisoned-data query."""
-    return _walk(target, upstream=False)
+    return _walk(session, target, upstream=False)
 
 
-def _walk(target: object, upstream: bool) -> pandas.DataFrame:
+def _walk(session: Session, target: object, upstream: bool) -> pandas.DataFrame:
     import pandas as pd
 
-    with _runtime().reading() as conn:
+    with session.reading() as conn:
         edges = _edges(conn)
-        starts = _resolve(conn, target, edges)
+        starts = _resolve(session, target, edges)
         forward: dict[str, set[str]] = defaultdict(set)
         for a, b in edges:
             if upstream:
@@ -62,8 +64,7 @@ def _walk(target: object, upstream: bool) -> pandas.DataFrame:
                 if nxt not in seen:
                     seen[nxt] = (seen[node][0] + 1, node)
                     queue.append(nxt)
-        runs = {r[0]: r[1:] for r in conn.execute(
-            "SELECT run_id, tstamp, filename, status, snapshot, env_hash FROM runs")}
+        runs = sql.run_details(conn)
     rows = []
     for node, (depth, via) in seen.items():
         kind, ref = node.split(":", 1)
@@ -75,33 +76,18 @@ def _walk(target: object, upstream: bool) -> pandas.DataFrame:
 
 
 def _edges(conn: sqlite3.Connection) -> list[tuple[str, str]]:
-    edges: list[tuple[str, str]] = []
-    for run, name, label in conn.execute(
-            "SELECT v.released_by, d.name, v.label FROM dataset_versions v"
-            " JOIN datasets d ON d.dataset_id = v.dataset_id WHERE v.released_by IS NOT NULL"):
-        edges.append((f"run:{run}", f"dataset:{name}@{label}"))
-    for parent, pname, child, label in conn.execute(
-            "SELECT pd.name, pv.label, d.name, v.label FROM datasets d"
-            " JOIN dataset_versions pv ON pv.version_id = d.parent_version"
-            " JOIN datasets pd ON pd.dataset_id = pv.dataset_id"
-            " JOIN dataset_versions v ON v.dataset_id = d.dataset_id"):
-        edges.append((f"dataset:{parent}@{pname}", f"dataset:{child}@{label}"))
-    for member, name, label in conn.execute(
-            "SELECT m.record_id, d.name, v.label FROM version_members m"
-            " JOIN dataset_versions v ON v.version_id = m.version_id"
-            " JOIN datasets d ON d.dataset_id = v.dataset_id WHERE m.record_type = 'dataset'"):
-        edges.append((f"dataset:{member}", f"dataset:{name}@{label}"))
-    for run, direction, kind, ref, checksum in conn.execute(
-            "SELECT run_id, direction, kind, ref, checksum FROM run_io"):
+    raw = sql.lineage_edges(conn)
+    edges = [(f"run:{run}", f"dataset:{name}@{label}") for run, name, label in raw["released"]]
+    edges += [(f"dataset:{parent}@{plabel}", f"dataset:{child}@{label}")
+              for parent, plabel, child, label in raw["split"]]
+    edges += [(f"dataset:{member}", f"dataset:{name}@{label}")
+              for member, name, label in raw["nested"]]
+    for run, direction, kind, ref, checksum in raw["io"]:
         node = _io_node(kind, ref, checksum)
         edges.append((node, f"run:{run}") if direction == "input" else (f"run:{run}", node))
-    for run, loop_id, it in conn.execute(
-            "SELECT DISTINCT run_id, loop_id, iter FROM checkpoints"):
-        edges.append((f"run:{run}", f"checkpoint:{run}:{loop_id}:{it}"))
-    for name, run in conn.execute(
-            "SELECT DISTINCT f.name, v.run_id FROM feature_values v"
-            " JOIN features f ON f.feature_id = v.feature_id"):
-        edges.append((f"run:{run}", f"feature:{name}"))
+    edges += [(f"run:{run}", f"checkpoint:{run}:{loop_id}:{it}")
+              for run, loop_id, it in raw["checkpoints"]]
+    edges += [(f"run:{run}", f"feature:{name}") for name, run in raw["labelled"]]
     return edges
 
 
@@ -111,8 +97,7 @@ def _io_node(kind: str, ref: str, checksum: str | None) -> str:
     return f"{kind}:{ref}"
 
 
-def _resolve(conn: sqlite3.Connection, target: Any,
-             edges: list[tuple[str, str]]) -> list[str]:
+def _resolve(session: Session, target: Any, edges: list[tuple[str, str]]) -> list[str]:
     """The start nodes for ``target``."""
     from pathlib import Path
 
@@ -132,8 +117,7 @@ def _resolve(conn: sqlite3.Connection, target: Any,
         return [f"dataset:{text}"]
     if f"feature:{text}" in nodes:
         return [f"feature:{text}"]
-    project = _runtime().project
-    ref = project.relative(Path(text).resolve()) if project is not None else text
+    ref = session.resolve_project().relative(Path(text).resolve())
     files = sorted(n for n in nodes if n.startswith(f"file:{ref}@") or
                    n.startswith(f"file:{text}@"))
     if files:

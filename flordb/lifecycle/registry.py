@@ -13,18 +13,23 @@ of that iteration, which is the checkpoint taken at the start of iteration *k + 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flordb.errors import RegistryError
 from flordb.lifecycle.datasets import DatasetVersion
 from flordb.lifecycle.features import get_feature
-from flordb.runtime import current as _runtime
+from flordb.store import registry as sql
 
 if TYPE_CHECKING:
+    import sqlite3
+
     import pandas
 
+    from flordb.lifecycle.session import Session
 
-def best(metric: str, mode: str = "max", n: int = 1) -> pandas.DataFrame:
+
+def best(session: Session, metric: str, mode: str = "max", n: int = 1) -> pandas.DataFrame:
     """The ``n`` best values of ``metric`` over all runs (and outermost-loop iterations), with
     ``run_id, loop_id, iter`` and ``checkpoint``: the iteration of the checkpoint that holds the
     state the value was computed from (missing when that checkpoint was not taken)."""
@@ -34,44 +39,41 @@ def best(metric: str, mode: str = "max", n: int = 1) -> pandas.DataFrame:
 
     if mode not in ("max", "min"):
         raise RegistryError(f"mode must be 'max' or 'min', not {mode!r}")
-    _runtime().flush()
-    frame = dataframe(_runtime().project_root(), [metric])
+    session.flush()
+    root = session.project_root()
+    frame = dataframe(root, [metric])
     frame = frame[pd.to_numeric(frame[metric], errors="coerce").notna()] \
         if metric in frame else frame.iloc[0:0]
     if frame.empty:
         raise RegistryError(f"no numeric value of {metric!r} was logged")
     ranked = frame.sort_values(metric, ascending=mode == "min", kind="stable").head(n)
-    with _runtime().reading() as conn:
-        run_ids = dict(conn.execute("SELECT projid || ' ' || tstamp, run_id FROM runs"))
+    with session.reading() as conn:
+        run_ids = sql.run_ids(conn)
         ranked = ranked.assign(run_id=(ranked["projid"] + " " + ranked["tstamp"]).map(run_ids))
         loops = [c for c in ranked.columns if c not in ("projid", "tstamp", "filename", metric,
                                                        "run_id") and not c.endswith("_value")]
         outer = loops[0] if loops else None
-        extra = [_checkpoint_of(conn, row, outer) for _, row in ranked.iterrows()]
+        extra = [_checkpoint_of(conn, root, row, outer) for _, row in ranked.iterrows()]
     return ranked.assign(loop_id=[e[0] for e in extra], iter=[e[1] for e in extra],
                          checkpoint=pd.array([e[2] for e in extra], dtype="Int64")) \
         .reset_index(drop=True)
 
 
-def _checkpoint_of(conn, row: pandas.Series, outer: str | None) -> tuple[Any, Any, Any]:
+def _checkpoint_of(conn: sqlite3.Connection, root: Path, row: pandas.Series,
+                   outer: str | None) -> tuple[Any, Any, Any]:
     run = int(row["run_id"])
-    main = conn.execute("SELECT loop_id FROM loops WHERE run_id = ? AND depth = 1"
-                        + (" AND name = ?" if outer else "") + " ORDER BY loop_id LIMIT 1",
-                        (run, outer) if outer else (run,)).fetchone()
+    main = sql.main_loop(conn, run, outer)
     if main is None:
         return None, None, None
-    loop_id = main[0]
+    loop_id, iterations = main
+    it: int | None = None
+    wanted: int | None = iterations  # a value logged after the loop: the loop's end state
     if outer is not None and not _missing(row[outer]):
         it = int(row[outer]) - 1
         wanted = it + 1
-    else:
-        it = None
-        last = conn.execute("SELECT iterations FROM loops WHERE run_id = ? AND loop_id = ?",
-                            (run, loop_id)).fetchone()[0]
-        wanted = last
     from flordb.checkpoint import available
 
-    have = available(conn, run, loop_id, _runtime().project_root())
+    have = available(conn, run, loop_id, root)
     return loop_id, it, wanted if wanted in have else None
 
 
@@ -81,7 +83,8 @@ def _missing(value: Any) -> bool:
     return value is None or bool(pd.isna(value))
 
 
-def load_checkpoint(row: pandas.Series | pandas.DataFrame, **objects: Any) -> None:
+def load_checkpoint(session: Session, row: pandas.Series | pandas.DataFrame,
+                    **objects: Any) -> None:
     """Restore ``objects`` (``model=net, optimizer=opt``: the names they were enrolled under)
     and the RNG states from the checkpoint of a row of :func:`best`; the checkpoint becomes an
     input of the current run."""
@@ -92,44 +95,42 @@ def load_checkpoint(row: pandas.Series | pandas.DataFrame, **objects: Any) -> No
     if _missing(row.get("checkpoint")):
         raise RegistryError(f"no checkpoint holds the state of that row (run {row['run_id']}): "
                             "it was not taken (see flor.set_epsilon) or was deleted")
-    with _runtime().reading() as conn:
-        ck = checkpoint.load(_runtime().project_root(), conn, int(row["run_id"]),
-                             int(row["loop_id"]),
-                             int(row["checkpoint"]))
+    with session.reading() as conn:
+        ck = checkpoint.load(session.project_root(), conn, int(row["run_id"]),
+                             int(row["loop_id"]), int(row["checkpoint"]))
     if ck is None or ck.iteration != int(row["checkpoint"]):
         raise RegistryError(f"the checkpoint of run {row['run_id']} at iteration "
                             f"{row['checkpoint']} cannot be read")
     checkpoint.apply(ck, objects)
-    _runtime().record_io("input", "checkpoint", f"{ck.run_id}:{ck.loop_id}:{ck.iteration}", None)
+    session.record_io("input", "checkpoint", f"{ck.run_id}:{ck.loop_id}:{ck.iteration}", None)
 
 
-def feature_store(record_type: str, how: str = "newest") -> pandas.DataFrame:
+def feature_store(session: Session, record_type: str, how: str = "newest") -> pandas.DataFrame:
     """One row per record of ``record_type``, one column per value column of each feature on
     that type (``<feature>`` when it has one column, else ``<feature>.<column>``)."""
     import pandas as pd
 
-    with _runtime().reading() as conn:
-        names = [r[0] for r in conn.execute(
-            "SELECT name FROM features WHERE record_type = ? ORDER BY feature_id",
-            (record_type,))]
+    with session.reading() as conn:
+        names = sql.features_on(conn, record_type)
     frame = pd.DataFrame({"record_id": pd.Series([], dtype=object)})
     for name in names:
-        frame = frame.merge(_wide(name, how, record=False), on="record_id", how="outer")
+        frame = frame.merge(_wide(session, name, how, record=False), on="record_id",
+                            how="outer")
     return frame.sort_values("record_id").reset_index(drop=True)
 
 
-def training_data(version: DatasetVersion, features: Sequence[str] = (),
+def training_data(session: Session, version: DatasetVersion, features: Sequence[str] = (),
                   label: str | None = None, how: str = "newest") -> pandas.DataFrame:
     """The members of ``version`` with the selected values of ``features`` and ``label``
     (one row per member, in record order), recorded as inputs of the current run."""
     frame = version.read()[["record_id"]]
     for name in [*features, *([label] if label else [])]:
-        frame = frame.merge(_wide(name, how, record=True), on="record_id", how="left")
+        frame = frame.merge(_wide(session, name, how, record=True), on="record_id", how="left")
     return frame.reset_index(drop=True)
 
 
-def _wide(name: str, how: str, record: bool) -> pandas.DataFrame:
-    f = get_feature(name)
+def _wide(session: Session, name: str, how: str, record: bool) -> pandas.DataFrame:
+    f = get_feature(session, name)
     chosen = f.read(how) if record else f.select(how)
     cols = list(f.columns)
     renamed = {c: name if len(cols) == 1 else f"{name}.{c}" for c in cols}

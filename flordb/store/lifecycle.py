@@ -1,0 +1,213 @@
+"""The SQL of the lifecycle records: datasets, their members and versions, features and their
+values, and the edges lineage walks. Rows go out as tuples and frames; what they mean is
+:mod:`flordb.lifecycle`'s business."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import TYPE_CHECKING, Any
+
+from flordb.store.db import inserted_id
+
+if TYPE_CHECKING:
+    import pandas
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def dataset_row(conn: sqlite3.Connection, name: str) -> tuple[int, str] | None:
+    """``(dataset_id, record_type)`` of dataset ``name``."""
+    return conn.execute("SELECT dataset_id, record_type FROM datasets WHERE name = ?",
+                        (name,)).fetchone()
+
+
+def split_row(conn: sqlite3.Connection, name: str) -> tuple[int, int | None, int | None,
+                                                             str] | None:
+    """``(dataset_id, parent_version, split_seed, record_type)`` of dataset ``name``."""
+    return conn.execute("SELECT dataset_id, parent_version, split_seed, record_type"
+                        " FROM datasets WHERE name = ?", (name,)).fetchone()
+
+
+def create_dataset(conn: sqlite3.Connection, name: str, record_type: str, description: str,
+                   run_id: int, parent_version: int | None = None,
+                   split_seed: int | None = None) -> int:
+    """Insert a dataset; returns its id."""
+    return inserted_id(conn.execute(
+        "INSERT INTO datasets (name, record_type, description, created, created_by,"
+        " parent_version, split_seed) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (name, record_type, description, time.time(), run_id, parent_version, split_seed)))
+
+
+def datasets(conn: sqlite3.Connection) -> pandas.DataFrame:
+    """Every dataset with its working-set size, versions and, for splits, their seed."""
+    import pandas as pd
+
+    return pd.read_sql_query(
+        "SELECT d.name, d.record_type, d.description, d.created_by AS run_id,"
+        " (SELECT COUNT(*) FROM dataset_members m WHERE m.dataset_id = d.dataset_id)"
+        " AS members, (SELECT GROUP_CONCAT(label, ' ') FROM dataset_versions v"
+        " WHERE v.dataset_id = d.dataset_id) AS versions, d.split_seed"
+        " FROM datasets d ORDER BY d.dataset_id", conn)
+
+
+def add_members(conn: sqlite3.Connection, dataset_id: int, rows: list[tuple[str, str]],
+                run_id: int) -> int:
+    """Add ``(record_id, record_type)`` members not there yet; returns how many were new."""
+    before = conn.total_changes
+    now = time.time()
+    conn.executemany(
+        "INSERT OR IGNORE INTO dataset_members (dataset_id, record_id, record_type, added,"
+        " added_by) VALUES (?, ?, ?, ?, ?)",
+        [(dataset_id, rid, rtype, now, run_id) for rid, rtype in rows])
+    return conn.total_changes - before
+
+
+def remove_members(conn: sqlite3.Connection, dataset_id: int, record_ids: list[str]) -> int:
+    """Remove members; returns how many were there."""
+    before = conn.total_changes
+    conn.executemany("DELETE FROM dataset_members WHERE dataset_id = ? AND record_id = ?",
+                     [(dataset_id, rid) for rid in record_ids])
+    return conn.total_changes - before
+
+
+def members(conn: sqlite3.Connection, dataset_id: int) -> list[tuple[str, str]]:
+    """``(record_id, record_type)`` of the working set, ordered by record id."""
+    return conn.execute("SELECT record_id, record_type FROM dataset_members WHERE"
+                        " dataset_id = ? ORDER BY record_id", (dataset_id,)).fetchall()
+
+
+def members_frame(conn: sqlite3.Connection, dataset_id: int) -> pandas.DataFrame:
+    """The working set as a frame: ``record_id, record_type``."""
+    import pandas as pd
+
+    return pd.DataFrame(members(conn, dataset_id), columns=["record_id", "record_type"])
+
+
+def versions(conn: sqlite3.Connection, dataset_id: int) -> list[tuple[str, str, int, int]]:
+    """``(label, content_hash, version_id, n_members)`` of every release, oldest first."""
+    return conn.execute("SELECT label, content_hash, version_id, n_members FROM"
+                        " dataset_versions WHERE dataset_id = ? ORDER BY version_id",
+                        (dataset_id,)).fetchall()
+
+
+def versions_frame(conn: sqlite3.Connection, dataset_id: int) -> pandas.DataFrame:
+    """The releases: label, size, content hash, when and by which run."""
+    import pandas as pd
+
+    return pd.read_sql_query(
+        "SELECT label, n_members, content_hash, released, released_by AS run_id,"
+        " description FROM dataset_versions WHERE dataset_id = ? ORDER BY version_id",
+        conn, params=(dataset_id,))
+
+
+def release(conn: sqlite3.Connection, dataset_id: int, label: str, content_hash: str,
+            manifest: list[tuple[str, str, str | None]], run_id: int,
+            description: str) -> int:
+    """Insert a version and its frozen manifest; returns the version's id."""
+    version_id = inserted_id(conn.execute(
+        "INSERT INTO dataset_versions (dataset_id, label, content_hash, n_members, released,"
+        " released_by, description) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (dataset_id, label, content_hash, len(manifest), time.time(), run_id, description)))
+    conn.executemany(
+        "INSERT INTO version_members (version_id, record_id, record_type, checksum)"
+        " VALUES (?, ?, ?, ?)", [(version_id, *m) for m in manifest])
+    return version_id
+
+
+def version_row(conn: sqlite3.Connection, name: str, label: str | None
+                ) -> tuple[int, str, str, int] | None:
+    """``(version_id, label, content_hash, n_members)`` of ``name@label`` (default: the latest
+    release)."""
+    sql = ("SELECT v.version_id, v.label, v.content_hash, v.n_members FROM dataset_versions v"
+           " JOIN datasets d ON d.dataset_id = v.dataset_id WHERE d.name = ?")
+    if label:
+        return conn.execute(sql + " AND v.label = ?", (name, label)).fetchone()
+    return conn.execute(sql + " ORDER BY v.version_id DESC LIMIT 1", (name,)).fetchone()
+
+
+def manifest(conn: sqlite3.Connection, version_id: int) -> pandas.DataFrame:
+    """A version's frozen members: ``record_id, record_type, checksum``."""
+    import pandas as pd
+
+    return pd.read_sql_query(
+        "SELECT record_id, record_type, checksum FROM version_members WHERE version_id = ?"
+        " ORDER BY record_id", conn, params=(version_id,))
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def feature_row(conn: sqlite3.Connection, name: str) -> tuple[int, str, str, str] | None:
+    """``(feature_id, record_type, columns JSON, vocabulary JSON)`` of feature ``name``."""
+    return conn.execute("SELECT feature_id, record_type, columns, vocabulary FROM features"
+                        " WHERE name = ?", (name,)).fetchone()
+
+
+def create_feature(conn: sqlite3.Connection, name: str, record_type: str,
+                   columns: dict[str, str], vocabulary: dict[str, Any]) -> int:
+    """Insert a feature definition; returns its id."""
+    return inserted_id(conn.execute(
+        "INSERT INTO features (name, record_type, columns, vocabulary, created)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (name, record_type, json.dumps(columns), json.dumps(vocabulary), time.time())))
+
+
+def put_values(conn: sqlite3.Connection, feature_id: int, run_id: int,
+               values: list[tuple[str, str]], annotator: str, workflow: str) -> None:
+    """Store ``(record_id, value JSON)`` pairs as the run's values (replacing its earlier
+    ones for the same records)."""
+    now = time.time()
+    conn.executemany(
+        "INSERT OR REPLACE INTO feature_values (feature_id, record_id, run_id,"
+        " annotator, workflow, created, value) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(feature_id, rid, run_id, annotator, workflow, now, value) for rid, value in values])
+
+
+def feature_values(conn: sqlite3.Connection, feature_id: int) -> list[tuple]:
+    """``(record_id, value JSON, annotator, workflow, run_id, tstamp, created)``, oldest
+    first."""
+    return conn.execute(
+        "SELECT v.record_id, v.value, v.annotator, v.workflow, v.run_id, r.tstamp,"
+        " v.created FROM feature_values v JOIN runs r ON r.run_id = v.run_id"
+        " WHERE v.feature_id = ? ORDER BY v.created, v.run_id", (feature_id,)).fetchall()
+
+
+# ----------------------------------------------------------------------------- lineage
+
+
+def lineage_edges(conn: sqlite3.Connection) -> dict[str, list[tuple]]:
+    """The raw edges lineage is made of, by kind: ``released`` (run, dataset, label),
+    ``split`` (parent dataset, parent label, child dataset, child label), ``nested`` (member
+    ref, dataset, label), ``io`` (run, direction, kind, ref, checksum), ``checkpoints`` (run,
+    loop, iteration), ``labelled`` (feature, run)."""
+    return {
+        "released": conn.execute(
+            "SELECT v.released_by, d.name, v.label FROM dataset_versions v"
+            " JOIN datasets d ON d.dataset_id = v.dataset_id WHERE v.released_by IS NOT NULL"
+        ).fetchall(),
+        "split": conn.execute(
+            "SELECT pd.name, pv.label, d.name, v.label FROM datasets d"
+            " JOIN dataset_versions pv ON pv.version_id = d.parent_version"
+            " JOIN datasets pd ON pd.dataset_id = pv.dataset_id"
+            " JOIN dataset_versions v ON v.dataset_id = d.dataset_id").fetchall(),
+        "nested": conn.execute(
+            "SELECT m.record_id, d.name, v.label FROM version_members m"
+            " JOIN dataset_versions v ON v.version_id = m.version_id"
+            " JOIN datasets d ON d.dataset_id = v.dataset_id WHERE m.record_type = 'dataset'"
+        ).fetchall(),
+        "io": conn.execute(
+            "SELECT run_id, direction, kind, ref, checksum FROM run_io").fetchall(),
+        "checkpoints": conn.execute(
+            "SELECT DISTINCT run_id, loop_id, iter FROM checkpoints").fetchall(),
+        "labelled": conn.execute(
+            "SELECT DISTINCT f.name, v.run_id FROM feature_values v"
+            " JOIN features f ON f.feature_id = v.feature_id").fetchall(),
+    }
+
+
+def run_details(conn: sqlite3.Connection) -> dict[int, tuple]:
+    """``run_id -> (tstamp, filename, status, snapshot, env_hash)`` of every run."""
+    return {r[0]: r[1:] for r in conn.execute(
+        "SELECT run_id, tstamp, filename, status, snapshot, env_hash FROM runs")}
