@@ -27,6 +27,7 @@ from flordb.errors import FlorError
 from flordb.runtime import _MAIN_THREAD
 from flordb.runtime import CHUNK as _CHUNK
 from flordb.runtime import RUNTIME as _rt
+from flordb.runtime import SESSION as _session
 from flordb.runtime import current as _current
 
 if TYPE_CHECKING:
@@ -271,14 +272,14 @@ def dataset(name: str, record_type: str = "file", description: str = "") -> Data
     """The versioned dataset ``name`` (created if new); see :mod:`flordb.lifecycle.datasets`."""
     from flordb.lifecycle.datasets import dataset as _dataset
 
-    return _dataset(_current(), name, record_type, description)
+    return _dataset(_session, name, record_type, description)
 
 
 def datasets() -> pandas.DataFrame:
     """Every dataset: record type, working-set size, released versions, split origin."""
     from flordb.lifecycle.datasets import datasets as _datasets
 
-    return _datasets(_current())
+    return _datasets(_session)
 
 
 def feature(name: str, record_type: str = "file", columns: dict[str, type] | None = None,
@@ -287,42 +288,42 @@ def feature(name: str, record_type: str = "file", columns: dict[str, type] | Non
     :mod:`flordb.lifecycle.features`."""
     from flordb.lifecycle.features import feature as _feature
 
-    return _feature(_current(), name, record_type, columns, vocabulary)
+    return _feature(_session, name, record_type, columns, vocabulary)
 
 
 def lineage(target: Any) -> pandas.DataFrame:
     """What produced ``target`` (a file, ``name@label``, a run id, a row of :func:`best`)."""
     from flordb.lifecycle.lineage import lineage as _lineage
 
-    return _lineage(_current(), target)
+    return _lineage(_session, target)
 
 
 def derived(target: Any) -> pandas.DataFrame:
     """Everything produced from ``target`` (e.g. a dataset version found to be poisoned)."""
     from flordb.lifecycle.lineage import derived as _derived
 
-    return _derived(_current(), target)
+    return _derived(_session, target)
 
 
 def best(metric: str, mode: str = "max", n: int = 1) -> pandas.DataFrame:
     """The best ``n`` values of a logged metric, each with the checkpoint it was computed from."""
     from flordb.lifecycle.registry import best as _best
 
-    return _best(_current(), metric, mode, n)
+    return _best(_session, metric, mode, n)
 
 
 def load_checkpoint(row: Any, **objects: Any) -> None:
     """Restore ``objects`` (by their enrolled names) from the checkpoint of a :func:`best` row."""
     from flordb.lifecycle.registry import load_checkpoint as _load
 
-    _load(_current(), row, **objects)
+    _load(_session, row, **objects)
 
 
 def feature_store(record_type: str, how: str = "newest") -> pandas.DataFrame:
     """One row per record of ``record_type`` with the selected value of every feature on it."""
     from flordb.lifecycle.registry import feature_store as _feature_store
 
-    return _feature_store(_current(), record_type, how)
+    return _feature_store(_session, record_type, how)
 
 
 def training_data(version: Any, features: Iterable[str] = (), label: str | None = None,
@@ -330,7 +331,7 @@ def training_data(version: Any, features: Iterable[str] = (), label: str | None 
     """Members of a dataset version joined with feature and label values (recorded as inputs)."""
     from flordb.lifecycle.registry import training_data as _training_data
 
-    return _training_data(_current(), version, list(features), label, how)
+    return _training_data(_session, version, list(features), label, how)
 
 
 # --------------------------------------------------------------------- FlorDB's constants

@@ -26,7 +26,7 @@ import threading
 import time
 from array import array
 from collections.abc import Generator, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -759,3 +759,32 @@ def current() -> Runtime:
             RUNTIME.project_root()  # located once, shared by every thread
         rt = _threads.runtime = Runtime(RUNTIME)
     return rt
+
+
+class ThreadSession:
+    """The :class:`~flordb.lifecycle.session.Session` the API gives lifecycle records: each
+    call goes to the calling thread's runtime, so a dataset or feature made in one thread and
+    used in another records into the run of the thread that uses it."""
+
+    def writing(self) -> AbstractContextManager[tuple[sqlite3.Connection, int]]:
+        return current().writing()
+
+    def reading(self) -> AbstractContextManager[Any]:
+        return current().reading()
+
+    def project_root(self) -> Path:
+        return current().project_root()
+
+    def resolve_project(self) -> Project:
+        return current().resolve_project()
+
+    def record_io(self, direction: str, kind: str, ref: str, checksum: str | None,
+                  nbytes: int | None = None) -> None:
+        current().record_io(direction, kind, ref, checksum, nbytes)
+
+    def flush(self) -> None:
+        current().flush()
+
+
+#: The session every lifecycle call of the API uses.
+SESSION = ThreadSession()

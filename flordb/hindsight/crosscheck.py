@@ -18,6 +18,7 @@ import math
 import sqlite3
 from dataclasses import dataclass, field
 
+from flordb.store import history
 from flordb.store.replays import Directive
 
 #: Relative and absolute tolerance for floats (restored state is bit-exact on CPU; GPU kernels
@@ -63,10 +64,8 @@ class Verdict:
 def compare(conn: sqlite3.Connection, verify: Directive, units: list[Directive]) -> Verdict:
     """Compare the pending values of ``verify`` with those of ``units`` at its iteration."""
     verdict = Verdict(verify.run_id, verify.stop - 1)
-    executed = values_where(conn, "source = 'pending' AND unit = ?", [verify.unit_id])
-    ids = [u.unit_id for u in units]
-    restored = values_where(conn, f"source = 'pending' AND unit IN ({','.join('?' * len(ids))})",
-                            ids)
+    executed = history.unit_values(conn, "pending", [verify.unit_id])
+    restored = history.unit_values(conn, "pending", [u.unit_id for u in units])
     at = _contexts_at(conn, verify.run_id, verify.main_loop_id, verify.start, verify.stop)
     restored = {k: v for k, v in restored.items() if k[1] in at and
                 (k[1] != verify.main_loop_id or verify.start <= k[2] < verify.stop)}
@@ -114,8 +113,7 @@ def _number(x: object) -> bool:
 def _contexts_at(conn: sqlite3.Connection, run_id: int, main_id: int | None,
                  start: int, stop: int) -> set[int]:
     """The main loop and the loop instances nested in its iterations ``start..stop-1``."""
-    parents = {loop_id: (parent, it) for loop_id, parent, it in conn.execute(
-        "SELECT loop_id, parent_id, parent_iter FROM loops WHERE run_id = ?", (run_id,))}
+    parents = history.loop_parents(conn, run_id)
     inside = {main_id} if main_id is not None else set()
     for loop_id in parents:
         node = loop_id
@@ -125,24 +123,3 @@ def _contexts_at(conn: sqlite3.Connection, run_id: int, main_id: int | None,
                 and start <= parents[node][1] < stop:
             inside.add(loop_id)
     return inside
-
-
-def values_where(conn: sqlite3.Connection, where: str, params: list
-                 ) -> dict[tuple[str, int, int], object]:
-    """(name, loop_id, iter) -> value for the series and records rows matching ``where``."""
-    import numpy as np
-
-    from flordb import values as _v
-
-    out: dict[tuple[str, int, int], object] = {}
-    for name, loop_id, dtype, iters, vals in conn.execute(
-            f"SELECT name, loop_id, dtype, iters, vals FROM series WHERE {where} ORDER BY seq",
-            params):
-        its = np.frombuffer(iters, "<i8").tolist()
-        vs = np.frombuffer(vals, "<f8" if dtype == "f8" else "<i8").tolist()
-        out.update(((name, loop_id, i), v) for i, v in zip(its, vs))
-    for name, loop_id, it, value, vtype, text in conn.execute(
-            f"SELECT name, loop_id, iter, value, vtype, repr FROM records WHERE {where}"
-            f" AND kind = 'log' ORDER BY seq", params):
-        out[(name, loop_id, it)] = _v.decode(value, vtype, text)
-    return out

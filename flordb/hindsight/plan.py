@@ -32,7 +32,7 @@ from flordb.checkpoint import available
 from flordb.errors import PlanError
 from flordb.hindsight import analysis as A
 from flordb.hindsight.propagate import ParseError, Placement, Propagator
-from flordb.store import replays
+from flordb.store import history, replays
 from flordb.store.db import connect_reader
 from flordb.store.replays import Directive
 
@@ -184,8 +184,7 @@ def _by_line(root: Path, conn: sqlite3.Connection, spec: str) -> str:
     script, _, line = spec.rpartition("@")
     if not line.isdigit():
         raise PlanError(f"{spec!r}: give a statement as SCRIPT@LINE, e.g. train.py@42")
-    scripts = [script] if script else [r[0] for r in conn.execute(
-        "SELECT DISTINCT filename FROM runs ORDER BY filename")]
+    scripts = [script] if script else history.script_names(conn)
     found = []
     for name in scripts:
         try:
@@ -241,9 +240,7 @@ class _Planner:
 
     # ------------------------------------------------------------------ runs and names
     def _candidate_runs(self) -> list[tuple[int, str, str, str | None]]:
-        rows = self.conn.execute(
-            "SELECT run_id, tstamp, filename, snapshot, status FROM runs ORDER BY run_id"
-        ).fetchall()
+        rows = history.runs(self.conn)
         allowed = self._where_runs() if self.where else None
         out = []
         for run_id, tstamp, filename, snapshot, status in rows:
@@ -267,11 +264,7 @@ class _Planner:
         """name -> (prefix done, suffix done, iteration ranges done) for names to fill."""
         out = {}
         for name in self.names:
-            recorded = self.conn.execute(
-                "SELECT 1 FROM records WHERE run_id = ? AND name = ? AND source = 'record'"
-                " UNION ALL SELECT 1 FROM series WHERE run_id = ? AND name = ? AND"
-                " source = 'record' LIMIT 1", (run_id, name, run_id, name)).fetchone()
-            if recorded:
+            if history.recorded(self.conn, run_id, name):
                 continue  # recorded: the run's own value is the truth
             done = replays.done_ranges(self.conn, run_id, name)
             prefix = any(d[2] for d in done)
@@ -325,10 +318,8 @@ class _Planner:
     def _plan_run(self, run_id: int, tstamp: str, commit: str, version: Version,
                   lacking: dict[str, tuple], per_run: int) -> RunPlan:
         c = self.conn
-        main = c.execute("SELECT loop_id, name, iterations FROM loops WHERE run_id = ? AND"
-                         " depth = 1 ORDER BY loop_id LIMIT 1", (run_id,)).fetchone()
-        depths = dict(c.execute("SELECT name, MIN(depth) FROM loops WHERE run_id = ?"
-                                " GROUP BY name", (run_id,)).fetchall())
+        main = history.main_loop(c, run_id)
+        depths = history.loop_depths(c, run_id)
         lines = {p.name: p.old_line for p in version.placements
                  if p.name in lacking and p.old_line}
         key = (version.blob, tuple(lines.values()), main[1] if main else None,
@@ -341,8 +332,7 @@ class _Planner:
         timing = _Timing(c, run_id, main)
         plan = RunPlan(run_id, tstamp, commit, version, list(lacking), "", [], 0.0, timing.total,
                        {n: s.position for n, s in sites.items()})
-        env_vars = c.execute("SELECT env_vars FROM runs WHERE run_id = ?",
-                             (run_id,)).fetchone()[0]
+        env_vars = history.env_vars(c, run_id)
         if env_vars:
             from flordb.store.redact import REDACTED
 
@@ -363,7 +353,7 @@ class _Planner:
             plan.units += units
             plan.strategy = strategy
             plan.estimate_s += sum(timing.cost(u) for u in units)
-        if plan.restores and self.verify != "none" and (
+        if plan.restores and main is not None and self.verify != "none" and (
                 self.verify == "run" or version.blob not in self.verified):
             plan.verify = self._cross_check(run_id, main, plan.units)
             if plan.verify is not None:
@@ -402,10 +392,7 @@ class _Planner:
                          run_suffix=False, verify=True)
 
     def _recorded_names(self, run_id: int) -> set[str]:
-        return {r[0] for r in self.conn.execute(
-            "SELECT DISTINCT name FROM series WHERE run_id = ? AND source = 'record' UNION"
-            " SELECT DISTINCT name FROM records WHERE run_id = ? AND source = 'record'"
-            " AND kind = 'log'", (run_id, run_id))}
+        return history.recorded_names(self.conn, run_id)
 
     @staticmethod
     def _comparable(an: A.Analysis, recorded: set[str], units: list[Directive]) -> list[str]:
@@ -432,8 +419,7 @@ class _Planner:
         reads = set().union(*(s.reads for s in sites))
         if main is None or not an.has_main_loop:
             return "run the whole script", [Directive(run_id, [], [], None, 0, 0, None)]
-        outer_loops = self.conn.execute("SELECT COUNT(*) FROM loops WHERE run_id = ? AND"
-                                        " depth = 1", (run_id,)).fetchone()[0]
+        outer_loops = history.outer_loop_count(self.conn, run_id)
         if outer_loops > 1 and positions - {A.BEFORE}:
             # Several outermost loop instances (a loop re-entered, or more than one loop):
             # iterations and what follows the first one are not split; the whole run runs.
@@ -504,11 +490,9 @@ class _Timing:
     """Cost estimates for one run from its recorded timing."""
 
     def __init__(self, conn: sqlite3.Connection, run_id: int, main: tuple | None) -> None:
-        started, ended = conn.execute("SELECT started, ended FROM runs WHERE run_id = ?",
-                                      (run_id,)).fetchone()
+        started, ended = history.span(conn, run_id)
         self.total = max(0.0, (ended or started) - started)
-        rows = conn.execute("SELECT name, depth, iterations, seconds FROM loop_timing"
-                            " WHERE run_id = ?", (run_id,)).fetchall()
+        rows = history.loop_timing(conn, run_id)
         outer = [r for r in rows if r[1] == 1]
         self.iteration = self.inner = 0.0
         loops_s = sum(r[3] for r in outer)
@@ -519,9 +503,7 @@ class _Timing:
             if main[2]:
                 self.inner = sum(r[3] for r in rows if r[1] == 2) / main[2]
         self.prefix = max(0.0, self.total - loops_s)
-        row = conn.execute("SELECT AVG(b) FROM (SELECT SUM(bytes) AS b FROM checkpoints"
-                           " WHERE run_id = ? GROUP BY loop_id, iter)", (run_id,)).fetchone()
-        self.restore = (row[0] or 0) / _RESTORE_BPS
+        self.restore = (history.mean_checkpoint_bytes(conn, run_id) or 0) / _RESTORE_BPS
 
     def cost(self, d: Directive) -> float:
         n = max(0, d.stop - d.start)

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Protocol
 
 from flordb.hindsight import crosscheck
-from flordb.hindsight.crosscheck import same, values_where
+from flordb.hindsight.crosscheck import same
 from flordb.hindsight.plan import Plan, RunPlan, make_plan
-from flordb.store import replays
-from flordb.store.db import connect_writer, write_transaction
+from flordb.store import history, replays
+from flordb.store.db import connect_writer
 from flordb.store.replays import Directive
 
 #: Untracked files up to this size are copied into a unit's directory; larger ones are linked.
@@ -214,9 +214,7 @@ def execute(root: Path, plan: Plan, executor: Executor | None = None,
     scratch = Path(tempfile.mkdtemp(prefix="flordb-replay-"))
     work = [(u, r) for r in plan.runs for u in r.work]
     try:
-        calls = {r: (json.loads(a), c, e) for r, a, c, e in conn.execute(
-            f"SELECT run_id, argv, cwd, env_vars FROM runs WHERE run_id IN"
-            f" ({','.join(str(r.run_id) for r in plan.runs)})")}
+        calls = history.calls(conn, [r.run_id for r in plan.runs])
         for unit, run, seconds in _run_units(root, conn, calls, scratch, work, executor,
                                              outcomes, progress):
             if unit.verify or run.version.blob in checked:
@@ -236,9 +234,7 @@ def execute(root: Path, plan: Plan, executor: Executor | None = None,
     except BaseException:  # Ctrl-C included: stop the children, leave nothing half-done
         executor.shutdown(cancel=True)
         for unit_id in {u.unit_id for u in plan.units}:
-            status = conn.execute("SELECT status FROM replay_units WHERE unit_id = ?",
-                                  (unit_id,)).fetchone()[0]
-            if status in ("planned", "running"):
+            if replays.unit_status(conn, unit_id) in ("planned", "running"):
                 replays.fail(conn, unit_id, "interrupted", None)
         raise
     finally:
@@ -336,13 +332,9 @@ def _settle(conn, replay_id: int, runs: list[RunPlan],
 
 def _store_check(conn, replay_id: int, run_id: int, v: crosscheck.Verdict) -> None:
     names = sorted({n for n, _, _ in v.differing}) or ["*"]
-    with write_transaction(conn):
-        conn.executemany(
-            "INSERT OR REPLACE INTO replay_checks (replay_id, run_id, name, compared, differing,"
-            " max_abs_diff, example) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(replay_id, run_id, f"cross-check {n}", v.compared,
-              sum(1 for d in v.differing if d[0] == n or n == "*"),
-              v.max_abs_diff(None if n == "*" else n), v.describe()) for n in names])
+    replays.store_checks(conn, replay_id, run_id, [
+        (f"cross-check {n}", v.compared, sum(1 for d in v.differing if d[0] == n or n == "*"),
+         v.max_abs_diff(None if n == "*" else n), v.describe()) for n in names])
 
 
 # --------------------------------------------------------------------- materializing a unit
@@ -446,18 +438,14 @@ def _fidelity(conn, replay_id: int, run: RunPlan, outcome: RunOutcome) -> None:
     """Compare each done unit's re-executed values with the recorded ones; store the checks."""
     import numpy as np
 
-    units = [u.unit_id for u in run.units if conn.execute(
-        "SELECT status FROM replay_units WHERE unit_id = ?", (u.unit_id,)).fetchone()[0]
-        == "done"]
+    units = [u.unit_id for u in run.units if replays.unit_status(conn, u.unit_id) == "done"]
     if not units:
         return
-    marks = ",".join("?" * len(units))
-    rechecked = values_where(conn, f"source = 'recheck' AND unit IN ({marks})", units)
+    rechecked = history.unit_values(conn, "recheck", units)
     if not rechecked:
         return
     names = sorted({k[0] for k in rechecked})
-    recorded = values_where(conn, f"run_id = ? AND source = 'record' AND name IN "
-                             f"({','.join('?' * len(names))})", [run.run_id, *names])
+    recorded = history.recorded_values(conn, run.run_id, names)
     by_name: dict[str, list[tuple]] = {}
     for key, value in rechecked.items():
         if key in recorded:
@@ -475,9 +463,5 @@ def _fidelity(conn, replay_id: int, run: RunPlan, outcome: RunOutcome) -> None:
             check.example = f"loop {k[1]} iteration {k[2]}: recorded {a!r}, replayed {b!r}"
             outcome.divergences.append(check)
         checks.append(check)
-    with write_transaction(conn):
-        conn.executemany(
-            "INSERT OR REPLACE INTO replay_checks (replay_id, run_id, name, compared, differing,"
-            " max_abs_diff, example) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(replay_id, run.run_id, c.name, c.compared, c.differing, c.max_abs_diff,
-              c.example) for c in checks])
+    replays.store_checks(conn, replay_id, run.run_id, [
+        (c.name, c.compared, c.differing, c.max_abs_diff, c.example) for c in checks])

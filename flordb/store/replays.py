@@ -96,6 +96,23 @@ def directive(conn: sqlite3.Connection, unit_id: int) -> Directive:
     return Directive.from_json(row[0])
 
 
+def unit_status(conn: sqlite3.Connection, unit_id: int) -> str:
+    """``planned``, ``running``, ``done`` or ``failed``."""
+    return conn.execute("SELECT status FROM replay_units WHERE unit_id = ?",
+                        (unit_id,)).fetchone()[0]
+
+
+def store_checks(conn: sqlite3.Connection, replay_id: int, run_id: int,
+                 checks: list[tuple[str, int, int, float | None, str]]) -> None:
+    """Record ``(name, compared, differing, max_abs_diff, example)`` fidelity checks of a
+    run's replay (replacing earlier ones of the same name)."""
+    with write_transaction(conn):
+        conn.executemany(
+            "INSERT OR REPLACE INTO replay_checks (replay_id, run_id, name, compared, differing,"
+            " max_abs_diff, example) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(replay_id, run_id, *c) for c in checks])
+
+
 def mark_running(conn: sqlite3.Connection, unit_id: int) -> None:
     with write_transaction(conn):
         conn.execute("UPDATE replay_units SET status = 'running' WHERE unit_id = ?", (unit_id,))
