@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from flordb.lifecycle.datasets import Dataset
-    from flordb.lifecycle.features import Feature
+    from flordb.lifecycle.features import Feature, Selector
+    from flordb.lifecycle.registry import Objective
 
 __all__ = ["log", "arg", "loop", "iteration", "checkpointing", "set_epsilon", "commit",
            "dataframe", "pivot", "query", "replay", "input", "output", "executions", "dataset",
@@ -305,7 +306,7 @@ def derived(target: Any) -> pandas.DataFrame:
     return _derived(_session, target)
 
 
-def best(metric: str, mode: str = "max", n: int = 1) -> pandas.DataFrame:
+def best(metric: str, mode: Objective = "max", n: int = 1) -> pandas.DataFrame:
     """The best ``n`` values of a logged metric, each with the checkpoint it was computed from."""
     from flordb.lifecycle.registry import best as _best
 
@@ -319,7 +320,7 @@ def load_checkpoint(row: Any, **objects: Any) -> None:
     _load(_session, row, **objects)
 
 
-def feature_store(record_type: str, how: str = "newest") -> pandas.DataFrame:
+def feature_store(record_type: str, how: Selector = "newest") -> pandas.DataFrame:
     """One row per record of ``record_type`` with the selected value of every feature on it."""
     from flordb.lifecycle.registry import feature_store as _feature_store
 
@@ -327,7 +328,7 @@ def feature_store(record_type: str, how: str = "newest") -> pandas.DataFrame:
 
 
 def training_data(version: Any, features: Iterable[str] = (), label: str | None = None,
-                  how: str = "newest") -> pandas.DataFrame:
+                  how: Selector = "newest") -> pandas.DataFrame:
     """Members of a dataset version joined with feature and label values (recorded as inputs)."""
     from flordb.lifecycle.registry import training_data as _training_data
 

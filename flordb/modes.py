@@ -14,18 +14,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flordb import kwargs as _kwargs
 from flordb import settings
-from flordb.store.writer import Batch, RunWriter
+from flordb.store.writer import Batch, RunWriter, Status
 
 if TYPE_CHECKING:
     from flordb.loops import Frame
     from flordb.project import Project
-
-#: How a run ends.
-Status = Literal["completed", "failed", "killed"]
 
 
 class Mode(Protocol):

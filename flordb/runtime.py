@@ -35,9 +35,10 @@ from flordb import checkpoint, settings
 from flordb import state as _state
 from flordb import values as _values
 from flordb.loops import Frame, Series
-from flordb.modes import Mode, RecordMode, Status, kwarg
+from flordb.modes import Mode, RecordMode, kwarg
+from flordb.store.io import Direction, IoKind
 from flordb.store.redact import REDACTED, is_secret
-from flordb.store.writer import Batch, Chunk, Record
+from flordb.store.writer import Batch, Chunk, Record, RecordKind, Status
 
 if TYPE_CHECKING:
     from flordb.project import Project
@@ -339,7 +340,7 @@ class Runtime:
             self.flush()
         return value
 
-    def _record(self, fr: Frame, name: str, value: Any, kind: str) -> None:
+    def _record(self, fr: Frame, name: str, value: Any, kind: RecordKind) -> None:
         stored, vtype, text = _values.encode(value)
         if vtype == "repr" and name not in self._warned:
             self._warned.add(name)
@@ -651,7 +652,7 @@ class Runtime:
             conn.close()
 
     # ----------------------------------------------------------------- inputs and outputs
-    def record_io(self, direction: str, kind: str, ref: str, checksum: str | None,
+    def record_io(self, direction: Direction, kind: IoKind, ref: str, checksum: str | None,
                   nbytes: int | None = None) -> None:
         """Record an input or output of the current run (started if needed)."""
         from flordb.store import io
@@ -661,7 +662,7 @@ class Runtime:
             # (a replay re-reads what the run read: nothing new to record)
             io.record(self.mode.conn, self.run_id, direction, kind, ref, checksum, nbytes)
 
-    def file_io(self, direction: str, path: str | os.PathLike[str]) -> None:
+    def file_io(self, direction: Direction, path: str | os.PathLike[str]) -> None:
         """``flor.input``/``flor.output``: inputs are hashed now, outputs at the run's end."""
         self.ensure_run()
         full = Path(path).resolve()
@@ -671,7 +672,7 @@ class Runtime:
         else:
             self._record_file(direction, ref, full)
 
-    def _record_file(self, direction: str, ref: str, full: Path) -> None:
+    def _record_file(self, direction: Direction, ref: str, full: Path) -> None:
         from flordb.store.io import file_digest
 
         found = file_digest(full)
@@ -778,7 +779,7 @@ class ThreadSession:
     def resolve_project(self) -> Project:
         return current().resolve_project()
 
-    def record_io(self, direction: str, kind: str, ref: str, checksum: str | None,
+    def record_io(self, direction: Direction, kind: IoKind, ref: str, checksum: str | None,
                   nbytes: int | None = None) -> None:
         current().record_io(direction, kind, ref, checksum, nbytes)
 

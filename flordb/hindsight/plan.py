@@ -27,6 +27,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 from flordb.checkpoint import available
 from flordb.errors import PlanError
@@ -151,11 +152,13 @@ class Plan:
 
 
 #: How many runs get a cross-check: one per version (default), every run, or none.
-VERIFY_MODES = ("version", "run", "none")
+#: Which runs replayed from restored state get a cross-check.
+VerifyMode = Literal["version", "run", "none"]
+VERIFY_MODES: tuple[VerifyMode, ...] = get_args(VerifyMode)
 
 
 def make_plan(root: Path, names: Sequence[str], where: str | None = None,
-              workers: int | None = None, verify: str = "version") -> Plan:
+              workers: int | None = None, verify: VerifyMode = "version") -> Plan:
     """Plan back-filling ``names`` into the completed runs of the project at ``root``.
 
     A name may also be given as ``SCRIPT@LINE`` (or ``@LINE`` when one script qualifies): the
@@ -205,7 +208,7 @@ def _by_line(root: Path, conn: sqlite3.Connection, spec: str) -> str:
 
 class _Planner:
     def __init__(self, root: Path, conn: sqlite3.Connection, names: list[str],
-                 where: str | None, workers: int, verify: str = "version") -> None:
+                 where: str | None, workers: int, verify: VerifyMode = "version") -> None:
         self.root, self.conn, self.names, self.where, self.workers = (
             root, conn, names, where, workers)
         self.verify = verify

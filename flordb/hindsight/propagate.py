@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from collections.abc import Mapping as MappingOf
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
@@ -39,7 +39,7 @@ class Placement:
     name: str | None
     new_line: int
     code: str
-    status: str
+    status: Literal["placed", "present", "failed"]
     reason: str = ""
     old_line: int | None = None
 

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from flordb.errors import DatasetError, IntegrityError
 from flordb.store import lifecycle as sql
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
     from flordb.lifecycle.session import Session
 
+#: Which part of a semantic version a release bumps.
+Bump = Literal["major", "minor", "patch"]
 DATASET = "dataset"  # record type of a member that is a dataset version
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
@@ -87,7 +89,7 @@ class Dataset:
         with self.session.reading() as conn:
             return sql.members_frame(conn, self.dataset_id)
 
-    def release(self, label: str | None = None, description: str = "", bump: str = "minor",
+    def release(self, label: str | None = None, description: str = "", bump: Bump = "minor",
                 checksums: bool = True) -> DatasetVersion:
         """Freeze the working set as version ``label`` (default: the latest semantic version
         bumped by ``bump``: ``major``, ``minor`` or ``patch``; the first is ``1.0.0``). Without
@@ -229,7 +231,7 @@ class DatasetVersion:
 
 
 def _release(conn: sqlite3.Connection, run_id: int, ds: Dataset, label: str | None,
-             description: str, bump: str, checksums: bool) -> DatasetVersion:
+             description: str, bump: Bump, checksums: bool) -> DatasetVersion:
     versions = sql.versions(conn, ds.dataset_id)
     labels = [v[0] for v in versions]
     if label in labels:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from flordb.errors import FeatureError, NotAProjectError
 from flordb.store import lifecycle as sql
@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
 #: Column types a feature may declare, by the name stored.
 TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
-SELECTORS = ("newest", "majority")
+#: How one value per record is chosen.
+Selector = Literal["newest", "majority"]
+SELECTORS: tuple[Selector, ...] = get_args(Selector)
 
 
 def feature(session: Session, name: str, record_type: str = "file",
@@ -124,7 +126,7 @@ class Feature:
                      "created"])
         return frame
 
-    def select(self, how: str = "newest", annotator: str | None = None,
+    def select(self, how: Selector = "newest", annotator: str | None = None,
                workflow: str | None = None, column: str | None = None) -> pandas.DataFrame:
         """One value per record: the ``newest``, or the ``majority`` vote on ``column`` (default
         the first; ties go to the newest), among the values of ``annotator``/``workflow`` when
@@ -150,7 +152,7 @@ class Feature:
                                     ascending=[True, False, False], kind="stable")
         return ordered.groupby("record_id", sort=True).head(1).reset_index(drop=True)
 
-    def read(self, how: str = "newest", **filters: Any) -> pandas.DataFrame:
+    def read(self, how: Selector = "newest", **filters: Any) -> pandas.DataFrame:
         """:meth:`select`, recording the selection as an input of the current run."""
         chosen = self.select(how, **filters)
         digest = hashlib.sha256(chosen.drop(columns=["created"]).to_csv(index=False).encode())

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from flordb.errors import RegistryError
 from flordb.lifecycle.datasets import DatasetVersion
-from flordb.lifecycle.features import get_feature
+from flordb.lifecycle.features import Selector, get_feature
 from flordb.store import registry as sql
+
+#: Which end of a metric is best.
+Objective = Literal["max", "min"]
 
 if TYPE_CHECKING:
     import sqlite3
@@ -29,7 +32,8 @@ if TYPE_CHECKING:
     from flordb.lifecycle.session import Session
 
 
-def best(session: Session, metric: str, mode: str = "max", n: int = 1) -> pandas.DataFrame:
+def best(session: Session, metric: str, mode: Objective = "max", n: int = 1
+         ) -> pandas.DataFrame:
     """The ``n`` best values of ``metric`` over all runs (and outermost-loop iterations), with
     ``run_id, loop_id, iter`` and ``checkpoint``: the iteration of the checkpoint that holds the
     state the value was computed from (missing when that checkpoint was not taken)."""
@@ -105,7 +109,8 @@ def load_checkpoint(session: Session, row: pandas.Series | pandas.DataFrame,
     session.record_io("input", "checkpoint", f"{ck.run_id}:{ck.loop_id}:{ck.iteration}", None)
 
 
-def feature_store(session: Session, record_type: str, how: str = "newest") -> pandas.DataFrame:
+def feature_store(session: Session, record_type: str, how: Selector = "newest"
+                  ) -> pandas.DataFrame:
     """One row per record of ``record_type``, one column per value column of each feature on
     that type (``<feature>`` when it has one column, else ``<feature>.<column>``)."""
     import pandas as pd
@@ -120,7 +125,7 @@ def feature_store(session: Session, record_type: str, how: str = "newest") -> pa
 
 
 def training_data(session: Session, version: DatasetVersion, features: Sequence[str] = (),
-                  label: str | None = None, how: str = "newest") -> pandas.DataFrame:
+                  label: str | None = None, how: Selector = "newest") -> pandas.DataFrame:
     """The members of ``version`` with the selected values of ``features`` and ``label``
     (one row per member, in record order), recorded as inputs of the current run."""
     frame = version.read()[["record_id"]]
@@ -129,7 +134,7 @@ def training_data(session: Session, version: DatasetVersion, features: Sequence[
     return frame.reset_index(drop=True)
 
 
-def _wide(session: Session, name: str, how: str, record: bool) -> pandas.DataFrame:
+def _wide(session: Session, name: str, how: Selector, record: bool) -> pandas.DataFrame:
     f = get_feature(session, name)
     chosen = f.read(how) if record else f.select(how)
     cols = list(f.columns)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from flordb.project import Project
+    from flordb.store.io import Direction, IoKind
 
 
 class Session(Protocol):
@@ -30,7 +31,7 @@ class Session(Protocol):
     def resolve_project(self) -> Project:
         """The project (root, id, whether it is in git)."""
 
-    def record_io(self, direction: str, kind: str, ref: str, checksum: str | None,
+    def record_io(self, direction: Direction, kind: IoKind, ref: str, checksum: str | None,
                   nbytes: int | None = None) -> None:
         """Record an input or output of the current run."""
 

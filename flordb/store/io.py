@@ -6,6 +6,7 @@ import hashlib
 import sqlite3
 import time
 from pathlib import Path
+from typing import Literal
 
 from flordb.store.db import write_transaction
 
@@ -21,7 +22,13 @@ def file_digest(path: Path) -> tuple[str, int] | None:
     return h.hexdigest(), path.stat().st_size
 
 
-def record(conn: sqlite3.Connection, run_id: int, direction: str, kind: str, ref: str,
+#: Which way a file, dataset, feature selection or checkpoint went.
+Direction = Literal["input", "output"]
+#: What was read or written.
+IoKind = Literal["dataset", "file", "feature", "checkpoint"]
+
+
+def record(conn: sqlite3.Connection, run_id: int, direction: Direction, kind: IoKind, ref: str,
            checksum: str | None, nbytes: int | None = None) -> None:
     """Record one input or output of ``run_id`` (the latest of the same ref wins)."""
     with write_transaction(conn):

@@ -10,7 +10,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from flordb.store import redact
 from flordb.store.db import connect_writer, inserted_id, write_transaction
@@ -28,6 +28,12 @@ class Chunk(NamedTuple):
     vals: bytes  # little-endian float64 or int64 values
 
 
+#: A record is a logged value or an arg.
+RecordKind = Literal["log", "arg"]
+#: How a run ended (``running`` until it does).
+Status = Literal["completed", "failed", "killed"]
+
+
 class Record(NamedTuple):
     """One value stored with its type (anything but a hot float or int) or one arg."""
 
@@ -38,7 +44,7 @@ class Record(NamedTuple):
     value: object
     vtype: str
     text: str | None  # the repr of a pickled value
-    kind: str  # "log" or "arg"
+    kind: RecordKind
 
 
 @dataclass
@@ -172,7 +178,7 @@ class RunWriter:
             c.execute("UPDATE runs SET n_values = n_values + ? WHERE run_id = ?",
                       (batch.n_values(), run))
 
-    def end(self, status: str) -> int:
+    def end(self, status: Status) -> int:
         """Mark the current run ended with ``status``; returns how many values it holds."""
         with write_transaction(self.conn):
             self.conn.execute("UPDATE runs SET status = ?, ended = ? WHERE run_id = ?",
