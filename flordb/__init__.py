@@ -51,7 +51,9 @@ T = TypeVar("T")
 # In a notebook, runs end with their cells, and the kernel's argv is not the user's.
 _IN_NOTEBOOK = "IPython" in sys.modules and _notebook.attach(_rt)
 if not _IN_NOTEBOOK and sys.argv and sys.argv[0] not in ("", "-c") and _kwargs.FLAG in sys.argv:
-    # Taken out now, at import, so the script's own argparse never sees them.
+    # Taken out now, at import, so the script's own argparse never sees them; the run still
+    # records the command as typed, the command that reproduces it.
+    _rt.argv[:] = sys.argv
     _rt.kwargs.update(_kwargs.extract(sys.argv))
 
 

@@ -10,11 +10,18 @@ all epochs); when it is an outer loop and the name was logged in an inner one, e
 the mean over the inner iterations. A name logged outside loops gets one bar per run.
 Replayed values are drawn like recorded ones: they are the run's values. A line with more than
 :data:`MAX_POINTS` points is drawn every k-th point.
+
+With many runs the figure stays readable: labels name only the args that tell runs apart (at
+most :data:`LABEL_KEYS` of them), the legend lists :data:`LEGEND_ENTRIES` runs and says how
+many more there are (with ``by``, one entry per group, runs of a group in one colour), text
+is never parsed as TeX (a ``$`` in a name or an arg stays a ``$``), loop counters get integer
+ticks, and the figure shows itself as a notebook cell's value.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import TYPE_CHECKING
 
 from flordb.errors import PlotError
@@ -28,15 +35,28 @@ _VALUE = "_value"
 _IDENTITY = ("projid", "tstamp", "filename")
 #: Points drawn per line at most; a longer series is drawn every k-th point.
 MAX_POINTS = 5000
+#: Runs named in the legend at most; the rest are counted in one last entry.
+LEGEND_ENTRIES = 12
+#: Args named in a run's label at most (those with the most distinct values).
+LABEL_KEYS = 3
 
 
 def plot(frame: pd.DataFrame, args: pd.DataFrame, name: str, x: str | None = None,
          by: Sequence[str] | None = None, title: str | None = None) -> Figure:
     """The figure of ``name`` from ``frame`` (``flor.dataframe(name)``); ``args`` has one row
     per run (``tstamp`` and its ``flor.arg`` values) for the labels."""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):  # "$" is text, not TeX
+        return _plot(frame, args, name, x, by, title)
+
+
+def _plot(frame: pd.DataFrame, args: pd.DataFrame, name: str, x: str | None,
+          by: Sequence[str] | None, title: str | None) -> Figure:
     import numpy as np
     import pandas as pd
-    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     values = pd.to_numeric(frame[name], errors="coerce") if name in frame else None
     if values is None or values.notna().sum() == 0:
@@ -48,10 +68,14 @@ def plot(frame: pd.DataFrame, args: pd.DataFrame, name: str, x: str | None = Non
     if x is not None and x not in loops:
         raise PlotError(f"{name!r} was not logged inside a loop named {x!r}"
                         + (f"; its loops: {', '.join(loops)}" if loops else ""))
-    labels = run_labels(args, list(frame["tstamp"].unique()), by)
-    fig = Figure(figsize=(10, 5.5), layout="constrained")
+    tstamps = list(frame["tstamp"].unique())
+    labels = run_labels(args, tstamps, by)
+    group_of = run_labels(args, tstamps, by, unique=False) if by else labels
+    groups = list(dict.fromkeys(group_of[t] for t in tstamps))
+    palette = dict(zip(groups, _colors(len(groups))))
+    colors = [palette[group_of[t]] for t in labels]
+    fig = _figure_class()(figsize=(10, 5.5), layout="constrained")
     ax = fig.add_subplot()
-    colors = _colors(len(labels))
     if not loops:
         last = frame.groupby("tstamp", sort=False)[name].last()
         ax.bar(range(len(last)), last.to_numpy(), color=colors[:len(last)])
@@ -73,23 +97,32 @@ def plot(frame: pd.DataFrame, args: pd.DataFrame, name: str, x: str | None = Non
             ys = points[name].to_numpy(dtype=float)
             stride = -(-len(xs) // MAX_POINTS)  # long series are thinned for drawing
             ax.plot(xs[::stride], ys[::stride], label=labels[tstamp], color=color,
-                    linewidth=1.6, marker="o" if len(points) <= 30 else None, markersize=3.5)
+                    linewidth=1.6 if len(labels) <= 20 else 0.8,
+                    marker="o" if len(points) <= 30 else None, markersize=3.5)
         outer = loops[:loops.index(x)]
         ax.set_xlabel(x + (f" (numbered across {', '.join(outer)} iterations)" if outer else "")
                       + (f", mean over {', '.join(inner)}" if inner else ""))
         ax.grid(alpha=0.3)
-        ax.legend(title=", ".join(by) if by else "run", loc="upper left",
-                  bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False,
-                  ncol=1 if len(labels) <= 20 else 2)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # loop counters are whole
+        handles = [Line2D([], [], color=palette[g], linewidth=1.6) for g in groups]
+        shown = groups[:LEGEND_ENTRIES]
+        handles, names = handles[:LEGEND_ENTRIES], list(shown)
+        if len(groups) > LEGEND_ENTRIES:
+            handles.append(Line2D([], [], linestyle="none"))
+            names.append(f"… and {len(groups) - LEGEND_ENTRIES} more "
+                         f"{'groups' if by else 'runs'}")
+        ax.legend(handles, names, title=", ".join(by) if by else "run", loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     ax.set_ylabel(name)
     ax.set_title(title or f"{name}, {len(labels)} run{'s' if len(labels) != 1 else ''}")
     return fig
 
 
 def run_labels(args: pd.DataFrame, tstamps: list[str],
-               by: Sequence[str] | None = None) -> dict[str, str]:
+               by: Sequence[str] | None = None, unique: bool = True) -> dict[str, str]:
     """A label per run: ``by`` values, else the args that differ between these runs, else
-    the run's timestamp. Runs that would share a label get their timestamp added."""
+    the run's timestamp. With ``unique``, runs that would share a label get their timestamp
+    added."""
     chosen = args.set_index("tstamp").reindex(tstamps)
     if by:
         missing = [b for b in by if b not in chosen.columns]
@@ -97,17 +130,48 @@ def run_labels(args: pd.DataFrame, tstamps: list[str],
             raise PlotError(f"no flor.arg named {', '.join(missing)} in these runs")
         keys = list(by)
     else:
-        keys = [c for c in chosen.columns
-                if chosen[c].astype(str).nunique(dropna=False) > 1]
+        # Args that tell these runs apart: two values or more among the runs that have the
+        # arg (an arg only some runs have, with one value, distinguishes nothing).
+        distinct = {c: chosen[c].dropna().astype(str).nunique() for c in chosen.columns}
+        keys = sorted((c for c, n in distinct.items() if n > 1),
+                      key=lambda c: -distinct[c])[:LABEL_KEYS]
+        keys = [c for c in chosen.columns if c in keys]  # in the order the script reads them
     labels = {}
     for tstamp, row in chosen.iterrows():
-        text = ", ".join(f"{k}={_short(row[k])}" for k in keys)
+        text = ", ".join(f"{k}={_short(row[k])}" for k in keys if not _missing(row[k]))
         labels[tstamp] = text or _short_tstamp(tstamp)
+    if not unique:
+        return labels
     counts: dict[str, int] = {}
     for text in labels.values():
         counts[text] = counts.get(text, 0) + 1
     return {t: f"{text} ({t.replace('T', ' ')})" if counts[text] > 1 and keys else text
             for t, text in labels.items()}
+
+
+@cache
+def _figure_class() -> type[Figure]:
+    """:class:`~matplotlib.figure.Figure` that also shows itself as a notebook cell's value
+    (matplotlib is imported only when a plot is made)."""
+    from matplotlib.figure import Figure
+
+    class NotebookFigure(Figure):
+        """A figure that shows itself as a notebook cell's value (no ``%matplotlib``)."""
+
+        def _repr_png_(self) -> bytes:
+            import io
+
+            out = io.BytesIO()
+            self.savefig(out, format="png", dpi=100, bbox_inches="tight")
+            return out.getvalue()
+
+    return NotebookFigure
+
+
+def _missing(value: object) -> bool:
+    import pandas as pd
+
+    return value is None or (not isinstance(value, (list, dict)) and bool(pd.isna(value)))
 
 
 def _colors(n: int) -> list:

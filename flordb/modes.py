@@ -56,10 +56,12 @@ class RecordMode:
 
     replaying = False
 
-    def __init__(self, root: Path, kwargs: dict[str, str], kwargs_read: set[str]) -> None:
+    def __init__(self, root: Path, kwargs: dict[str, str], kwargs_read: set[str],
+                 argv: list[str] | None = None) -> None:
         self.writer = RunWriter(root)
         self.kwargs = kwargs
         self.kwargs_read = kwargs_read
+        self.argv = argv  # the command as typed, --kwargs included (default: sys.argv)
         self.next_loop_id = 1
 
     @property
@@ -71,8 +73,9 @@ class RecordMode:
         from flordb.project import script_name
 
         self.next_loop_id = 1
-        return self.writer.begin(project.projid, script_name(project), list(sys.argv),
-                                 os.getcwd(), settings.read().parent_run)
+        return self.writer.begin(project.projid, script_name(project),
+                                 list(self.argv or sys.argv), os.getcwd(),
+                                 settings.read().parent_run)
 
     def arg(self, name: str, default: Any) -> Any:
         return kwarg(self.kwargs, self.kwargs_read, name, default)

@@ -63,6 +63,8 @@ class Runtime:
         ``--kwargs`` and project."""
         self.kwargs: dict[str, str] = process.kwargs if process else {}
         self.kwargs_read: set[str] = process.kwargs_read if process else set()
+        #: The command line as typed (``--kwargs`` included), when it differs from sys.argv.
+        self.argv: list[str] = process.argv if process else []
         env = settings.read()
         self.echo = env.echo
         self._echo_window = (0, 0, 0)  # (second, lines shown in it, values not shown)
@@ -179,7 +181,7 @@ class Runtime:
         if not p.in_git:
             print(f"flordb: {p.root} is not inside a git repository: runs are recorded "
                   "without code snapshots, and replay will need one.", file=sys.stderr)
-        return RecordMode(p.root, self.kwargs, self.kwargs_read)
+        return RecordMode(p.root, self.kwargs, self.kwargs_read, self.argv)
 
     def _record_provenance(self, *args: Any) -> None:
         from flordb.store import provenance

@@ -73,11 +73,62 @@ def test_twenty_runs_stay_readable(repo, runtime):
     for i in range(20):
         run_script(repo, SWEEP, "--kwargs", f"lr={0.01 * (i + 1):.2f}")
     fig = flor.plot("acc", x="epoch")
-    handles = fig.axes[0].get_legend().legend_handles
-    assert len(handles) == 20
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert len(legend) == 13 and legend[-1] == "… and 8 more runs"
+    assert legend[0] == "lr=0.01"
     colors = {tuple(line.get_color()) if not isinstance(line.get_color(), str)
               else line.get_color() for line in fig.axes[0].get_lines()}
     assert len(colors) == 20
+
+
+def synthetic(n_runs: int, epochs: int = 5) -> tuple:
+    """``flor.dataframe("acc")``-shaped frame and the args of ``n_runs`` runs."""
+    import pandas as pd
+
+    rows, args = [], []
+    for r in range(n_runs):
+        tstamp = f"2026-01-01T00:00:{r // 60:02d}.{r:06d}"
+        args.append(dict(tstamp=tstamp, lr=0.001 * (r % 5 + 1), seed=r, metric="acc",
+                         note="$x$ & $y$" if r == 0 else None))
+        rows += [dict(projid="p", tstamp=tstamp, filename="t.py", epoch=e + 1,
+                      epoch_value=e, acc=r + e * 0.1) for e in range(epochs)]
+    return pd.DataFrame(rows), pd.DataFrame(args)
+
+
+def test_two_hundred_runs_keep_a_readable_figure(tmp_path):
+    """The legend does not grow with the runs, labels name only the args that tell runs
+    apart, a "$" is text, loop counters get whole ticks, the PNG keeps its size."""
+    from flordb import charts
+
+    frame, args = synthetic(200)
+    fig = charts.plot(frame, args, "acc", x="epoch")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert len(legend) == charts.LEGEND_ENTRIES + 1 and legend[-1] == "… and 188 more runs"
+    assert legend[0] == "lr=0.001, seed=0"  # metric (constant) and note (one run) left out
+    ticks = fig.axes[0].get_xticks()
+    assert all(float(t).is_integer() for t in ticks)
+    png = fig._repr_png_()  # what a notebook shows without %matplotlib
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    fig.savefig(tmp_path / "a.png", dpi=100, bbox_inches="tight")
+    from matplotlib.image import imread
+
+    height, width = imread(tmp_path / "a.png").shape[:2]
+    assert width < 1300 and height < 700  # was 2963 x 2734 with a legend entry per run
+    dollars = charts.plot(frame.rename(columns={"acc": "cost $"}), args.assign(
+        lr=[f"${i}" for i in range(200)]), "cost $", x="epoch")
+    dollars.savefig(tmp_path / "b.png")  # TeX parsing of "$" raised before
+    assert dollars.axes[0].get_ylabel() == "cost $"
+
+
+def test_grouped_runs_share_a_colour_and_a_legend_entry():
+    from flordb import charts
+
+    frame, args = synthetic(30)
+    fig = charts.plot(frame, args, "acc", x="epoch", by=["lr"])
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == [f"lr={0.001 * k:.4g}" for k in range(1, 6)]
+    colors = {str(line.get_color()) for line in fig.axes[0].get_lines()}
+    assert len(colors) == 5
 
 
 def test_cli_writes_the_png(sweep):

@@ -65,6 +65,11 @@ assert df["epochs"].tolist() == [2, 2]
 assert df["use_bn"].tolist() == [True, False]
 kinds = flor.query("SELECT DISTINCT kind FROM records WHERE name = 'lr'")["kind"].tolist()
 assert kinds == ["arg"], kinds
+import json
+argv = [json.loads(a) for a in flor.query("SELECT argv FROM runs ORDER BY run_id")["argv"]]
+# the command that reproduces each run, as typed: --kwargs included
+assert argv == [["train.py", "--data", "d.csv", "--kwargs", "lr=0.5", "use_bn=true",
+                 "--verbose"], ["train.py", "--data", "e.csv"]], argv
 """
     run_script(repo, check, name="check.py")
 
