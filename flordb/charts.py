@@ -21,12 +21,14 @@ ticks, and the figure shows itself as a notebook cell's value.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
 from flordb.errors import PlotError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     from matplotlib.figure import Figure
 
@@ -51,12 +53,22 @@ def plot(frame: pd.DataFrame, args: pd.DataFrame, name: str, x: str | None = Non
         return _plot(frame, args, name, x, by, title)
 
 
-def _plot(frame: pd.DataFrame, args: pd.DataFrame, name: str, x: str | None,
-          by: Sequence[str] | None, title: str | None) -> Figure:
+@dataclass
+class Series:
+    """What a chart draws of ``name``: per run (by tstamp) the points over the x loop, or
+    (``x`` None: the name was logged outside loops) the run's last value."""
+
+    name: str
+    x: str | None
+    x_label: str
+    points: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def series(frame: pd.DataFrame, name: str, x: str | None = None) -> Series:
+    """The points of ``name`` per run in ``frame`` (``flor.dataframe(name)``) over loop ``x``
+    (default: the innermost; see the module docstring)."""
     import numpy as np
     import pandas as pd
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import MaxNLocator
 
     values = pd.to_numeric(frame[name], errors="coerce") if name in frame else None
     if values is None or values.notna().sum() == 0:
@@ -68,7 +80,35 @@ def _plot(frame: pd.DataFrame, args: pd.DataFrame, name: str, x: str | None,
     if x is not None and x not in loops:
         raise PlotError(f"{name!r} was not logged inside a loop named {x!r}"
                         + (f"; its loops: {', '.join(loops)}" if loops else ""))
-    tstamps = list(frame["tstamp"].unique())
+    if not loops:
+        last = frame.groupby("tstamp", sort=False)[name].last()
+        return Series(name, None, "run", {t: (np.array([1.0]), np.array([float(v)]))
+                                          for t, v in last.items()})
+    x = x or loops[-1]
+    inner = loops[loops.index(x) + 1:]
+    points = {}
+    for tstamp, run in frame.groupby("tstamp", sort=False):
+        run = run.dropna(subset=[x])
+        if inner:  # the mean over the loops inside x
+            rows = run.groupby(loops[:loops.index(x) + 1], sort=True)[name].mean().reset_index()
+        else:
+            rows = run.sort_values(loops[:loops.index(x) + 1], kind="stable")
+        xs = np.arange(1, len(rows) + 1, dtype=float) if loops.index(x) > 0 \
+            else rows[x].to_numpy(dtype=float)
+        points[str(tstamp)] = (xs, rows[name].to_numpy(dtype=float))
+    outer = loops[:loops.index(x)]
+    label = x + (f" (numbered across {', '.join(outer)} iterations)" if outer else "") \
+        + (f", mean over {', '.join(inner)}" if inner else "")
+    return Series(name, x, label, points)
+
+
+def _plot(frame: pd.DataFrame, args: pd.DataFrame, name: str, x: str | None,
+          by: Sequence[str] | None, title: str | None) -> Figure:
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    data = series(frame, name, x)
+    tstamps = list(data.points)
     labels = run_labels(args, tstamps, by)
     group_of = run_labels(args, tstamps, by, unique=False) if by else labels
     groups = list(dict.fromkeys(group_of[t] for t in tstamps))
@@ -76,32 +116,20 @@ def _plot(frame: pd.DataFrame, args: pd.DataFrame, name: str, x: str | None,
     colors = [palette[group_of[t]] for t in labels]
     fig = _figure_class()(figsize=(10, 5.5), layout="constrained")
     ax = fig.add_subplot()
-    if not loops:
-        last = frame.groupby("tstamp", sort=False)[name].last()
-        ax.bar(range(len(last)), last.to_numpy(), color=colors[:len(last)])
-        ax.set_xticks(range(len(last)), [labels[t] for t in last.index], rotation=30,
+    if data.x is None:
+        ax.bar(range(len(tstamps)), [data.points[t][1][0] for t in tstamps],
+               color=colors[:len(tstamps)])
+        ax.set_xticks(range(len(tstamps)), [labels[t] for t in tstamps], rotation=30,
                       ha="right")
         ax.set_xlabel("run")
     else:
-        x = x or loops[-1]
-        inner = loops[loops.index(x) + 1:]
-        for color, (tstamp, run) in zip(colors, frame.groupby("tstamp", sort=False)):
-            run = run.dropna(subset=[x])
-            if inner:  # the mean over the loops inside x
-                points = run.groupby(loops[:loops.index(x) + 1], sort=True)[name].mean() \
-                    .reset_index()
-            else:
-                points = run.sort_values(loops[:loops.index(x) + 1], kind="stable")
-            xs = np.arange(1, len(points) + 1) if loops.index(x) > 0 \
-                else points[x].to_numpy(dtype=float)
-            ys = points[name].to_numpy(dtype=float)
+        for color, tstamp in zip(colors, tstamps):
+            xs, ys = data.points[tstamp]
             stride = -(-len(xs) // MAX_POINTS)  # long series are thinned for drawing
             ax.plot(xs[::stride], ys[::stride], label=labels[tstamp], color=color,
                     linewidth=1.6 if len(labels) <= 20 else 0.8,
-                    marker="o" if len(points) <= 30 else None, markersize=3.5)
-        outer = loops[:loops.index(x)]
-        ax.set_xlabel(x + (f" (numbered across {', '.join(outer)} iterations)" if outer else "")
-                      + (f", mean over {', '.join(inner)}" if inner else ""))
+                    marker="o" if len(xs) <= 30 else None, markersize=3.5)
+        ax.set_xlabel(data.x_label)
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # loop counters are whole
         handles = [Line2D([], [], color=palette[g], linewidth=1.6) for g in groups]
@@ -138,7 +166,7 @@ def run_labels(args: pd.DataFrame, tstamps: list[str],
         keys = [c for c in chosen.columns if c in keys]  # in the order the script reads them
     labels = {}
     for tstamp, row in chosen.iterrows():
-        text = ", ".join(f"{k}={_short(row[k])}" for k in keys if not _missing(row[k]))
+        text = ", ".join(f"{k}={_short(row[k])}" for k in keys if not is_missing(row[k]))
         labels[tstamp] = text or _short_tstamp(tstamp)
     if not unique:
         return labels
@@ -168,7 +196,8 @@ def _figure_class() -> type[Figure]:
     return NotebookFigure
 
 
-def _missing(value: object) -> bool:
+def is_missing(value: object) -> bool:
+    """Whether ``value`` is a hole (None or NaN) in a frame."""
     import pandas as pd
 
     return value is None or (not isinstance(value, (list, dict)) and bool(pd.isna(value)))
@@ -189,3 +218,42 @@ def _short(value: object) -> str:
 
 def _short_tstamp(tstamp: str) -> str:
     return tstamp.replace("T", " ")[:19]
+
+
+def thin(xs: np.ndarray, ys: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most about ``2 * buckets`` points of a long series: the x range cut into
+    ``buckets`` equal buckets, each kept as its minimum and its maximum (in x order), so a
+    spike stays visible however long the series."""
+    import numpy as np
+
+    if len(xs) <= 2 * buckets:
+        return xs, ys
+    edges = np.linspace(xs[0], xs[-1], buckets + 1)
+    which = np.clip(np.searchsorted(edges, xs, side="right") - 1, 0, buckets - 1)
+    keep = np.zeros(len(xs), dtype=bool)
+    starts = np.flatnonzero(np.r_[True, which[1:] != which[:-1]])
+    for lo, hi in zip(starts, np.r_[starts[1:], len(xs)]):
+        part = ys[lo:hi]
+        if np.isnan(part).all():
+            keep[lo] = True
+            continue
+        keep[lo + np.nanargmin(part)] = keep[lo + np.nanargmax(part)] = True
+    return xs[keep], ys[keep]
+
+
+def bands(data: Series, group_of: dict[str, str]) -> dict[str, dict[str, list[float]]]:
+    """Per group of runs: at each x any of its runs has, the ``mean`` of their values, the
+    ``lo``/``hi`` range and ``n`` runs counted."""
+    import pandas as pd
+
+    out: dict[str, dict[str, list[float]]] = {}
+    parts: dict[str, list[pd.Series]] = {}
+    for tstamp, (xs, ys) in data.points.items():
+        parts.setdefault(group_of[tstamp], []).append(
+            pd.Series(ys, index=xs).groupby(level=0).mean())  # one value per x and run
+    for group, runs in parts.items():
+        table = pd.concat(runs, axis=1).sort_index()
+        out[group] = {"x": table.index.tolist(), "mean": table.mean(axis=1).tolist(),
+                      "lo": table.min(axis=1).tolist(), "hi": table.max(axis=1).tolist(),
+                      "n": table.notna().sum(axis=1).tolist()}
+    return out

@@ -150,3 +150,11 @@ def metric_names(conn: sqlite3.Connection) -> tuple[list[str], dict[str, list[st
     loops = {n: sorted(ls, key=ls.__getitem__) for n, ls in found.items()}
     tstamps = [t for t, in conn.execute("SELECT tstamp FROM runs ORDER BY run_id")]
     return names, loops, tstamps
+
+
+def replayed(conn: sqlite3.Connection, name: str) -> set[str]:
+    """The tstamps of the runs whose values of ``name`` were back-filled by a replay."""
+    return {t for t, in conn.execute(
+        "SELECT tstamp FROM runs WHERE run_id IN (SELECT run_id FROM series WHERE name = ?"
+        " AND source = 'replay' UNION SELECT run_id FROM records WHERE name = ? AND"
+        " source = 'replay')", (name, name))}

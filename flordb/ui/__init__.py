@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, current_app, render_template, request, url_for
+from flask import Blueprint, Flask, Response, abort, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from flordb.errors import FlorError
@@ -138,19 +138,85 @@ def diff(run_id: int) -> str:
 
 @ui.get("/metrics")
 def metrics() -> str:
-    from urllib.parse import urlencode
-
+    """Interactive charts (drawn in the browser by uPlot from :func:`series_json`)."""
     names, loops, runs_ = _metric_choices(_root())
-    name = request.args.get("name") or (names[0] if names else "")
-    if name and name not in names:
-        abort(400, f"no logged name {name!r}")
-    x = request.args.get("x") or ""
-    chosen = request.args.getlist("run") or [t for t, _ in runs_]
-    query = [("name", name), ("x", x), *[("run", t) for t in chosen]]
-    return render_template(
-        "metrics.html", title="Metrics", names=names, name=name, loops=loops.get(name, []),
-        x=x, runs=runs_, chosen=set(chosen), error=None,
-        chart_url=url_for(".chart") + "?" + urlencode(query))
+    from flordb.store.frames import arguments
+
+    args = arguments(_root())
+    choices = {"project": _root().name, "names": names, "loops": loops,
+               "args": [c for c in args.columns if c not in ("run_id", "tstamp")],
+               "runs": [{"tstamp": t, "label": label} for t, label in runs_]}
+    return render_template("metrics.html", title="Metrics", choices=choices)
+
+
+#: Most x buckets a series is thinned to (each keeps its min and max point).
+MAX_BUCKETS = 4000
+
+
+@ui.post("/api/series")
+def series_json() -> Response:
+    """The points of a name for chosen runs, thinned to the chart's width, or their means and
+    ranges per group of an arg. Read-only: a POST only so that any number of runs fits."""
+    from flordb import charts
+    from flordb.store.frames import arguments, dataframe
+
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        abort(400, "a JSON body with the name to chart is required")
+    name, x, group = body["name"], body.get("x") or None, body.get("group") or None
+    runs = body.get("runs")
+    buckets = body.get("buckets", 1000)
+    if not isinstance(buckets, int) or not 10 <= buckets <= MAX_BUCKETS:
+        abort(400, f"buckets must be an integer from 10 to {MAX_BUCKETS}")
+    if runs is not None and not (isinstance(runs, list) and all(isinstance(t, str)
+                                                               for t in runs)):
+        abort(400, "runs must be a list of run tstamps")
+    frame = dataframe(_root(), [name])
+    if runs is not None:
+        frame = frame[frame["tstamp"].isin(runs)]
+    args = arguments(_root())
+    if group is not None and group not in args.columns:
+        abort(400, f"no flor.arg named {group!r}")
+    try:
+        data = charts.series(frame, name, x)
+        labels = charts.run_labels(args, list(data.points))
+    except charts.PlotError as exc:
+        abort(400, str(exc))
+    with _reader() as conn:
+        replayed = browse.replayed(conn, name)
+    by_run = args.set_index("tstamp")
+    out_runs = []
+    for tstamp, (xs, ys) in data.points.items():
+        xs, ys = charts.thin(xs, ys, buckets)
+        row = by_run.loc[tstamp] if tstamp in by_run.index else None
+        out_runs.append({
+            "tstamp": tstamp, "label": labels[tstamp], "replayed": tstamp in replayed,
+            "args": {} if row is None else {k: _jsonable(v) for k, v in row.items()
+                                             if k != "run_id" and not charts.is_missing(v)},
+            "x": _floats(xs), "y": _floats(ys)})
+    groups = None
+    if group is not None:
+        group_of = {t: f"{group}={_jsonable(by_run.at[t, group])}" for t in data.points}
+        groups = {g: {k: _floats(v) if k != "n" else v for k, v in band.items()}
+                  for g, band in charts.bands(data, group_of).items()}
+    return Response(json.dumps({"name": name, "x_label": data.x_label, "runs": out_runs,
+                                "groups": groups}, allow_nan=False),
+                    mimetype="application/json")
+
+
+def _floats(values: Any) -> list[float | None]:
+    """Floats for JSON, NaN and infinities as null."""
+    import math
+
+    return [float(v) if math.isfinite(v) else None for v in values]
+
+
+def _jsonable(value: Any) -> Any:
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
 
 
 @ui.get("/chart.png")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 
@@ -65,8 +66,10 @@ def test_every_page_renders_and_escapes_user_strings(client):
         assert EVIL not in text, url
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in client.get("/dataframe?names=note").text
     assert "&lt;script&gt;" in client.get("/runs/1").text  # the evil name in the names list
-    metrics = client.get("/metrics?name=loss").text  # loss: per step, within epochs
-    assert '<option value="epoch"' in metrics and '<option value="step"' in metrics
+    metrics = client.get("/metrics").text
+    choices = json.loads(metrics.split('id="choices">', 1)[1].split("</script>", 1)[0])
+    assert choices["loops"]["loss"] == ["epoch", "step"]  # loss: per step, within epochs
+    assert EVIL in choices["names"] and "lr" in choices["args"] and len(choices["runs"]) == 3
     runs = client.get("/").text
     assert runs.count('<tr data-run="') == 3 and "lr=0.3" in runs
     diff = client.get("/runs/3/diff").text
@@ -80,14 +83,21 @@ def test_every_page_renders_and_escapes_user_strings(client):
 
 
 def test_bad_requests_get_4xx_and_never_a_traceback(client):
-    for url, code in (("/runs/999", 404), ("/runs/1/diff", 404), ("/metrics?name=nope", 400),
-                      ("/chart.png", 400), ("/chart.png?name=loss&x=nope", 400),
+    for url, code in (("/runs/999", 404), ("/runs/1/diff", 404), ("/chart.png", 400),
+                      ("/chart.png?name=loss&x=nope", 400),
                       ("/dataframe?names=acc&op=;drop", 400),
                       ("/dataframe?names=acc&col=nope&value=1", 400), ("/nope", 404)):
         page = client.get(url)
         assert page.status_code == code, (url, page.status_code)
         assert "Traceback" not in page.text and page.mimetype == "text/plain"
     assert client.post("/").status_code == 405
+    for body, code in (({"name": "nope"}, 400), ({"name": "loss", "x": "nope"}, 400),
+                       ({"name": "loss", "group": "nope"}, 400), ({"name": "loss", "buckets": 1},
+                                                                  400),
+                       ({"name": "loss", "runs": "all"}, 400), ("not json", 400)):
+        answer = client.post("/api/series", json=body)
+        assert answer.status_code == code, body
+        assert "Traceback" not in answer.text
 
 
 def test_the_view_never_writes_the_store(client, project):
@@ -129,14 +139,12 @@ def test_in_headless_chromium(project, tmp_path):
             page.goto(base + "/")
             assert page.locator("#runs tr[data-run]").count() == 3
             page.click("text=Metrics")
-            with page.expect_navigation():
-                page.select_option("select[name=name]", "acc")  # reloads with acc's loops
-            page.select_option("select[name=x]", "epoch")
-            page.uncheck("input[name=run] >> nth=0")
-            page.click("button[type=submit]")
-            page.wait_for_load_state("networkidle")
-            width = page.eval_on_selector("#chart", "img => img.naturalWidth")
-            assert width > 0
+            page.wait_for_selector("#chart canvas")
+            page.select_option("#name", "acc")
+            page.select_option("#x", "epoch")
+            page.uncheck("#runs input >> nth=0")
+            page.wait_for_function("document.querySelector('#status').textContent"
+                                   ".startsWith('2 runs')")
             page.goto(base + "/dataframe?names=note")
             assert EVIL in page.inner_text("table")  # shown as text, never run
             page.goto(base + "/runs/1")
@@ -146,3 +154,47 @@ def test_in_headless_chromium(project, tmp_path):
         server.shutdown()
     assert not problems, problems
     assert not dialogs, dialogs
+
+
+def test_series_api_matches_the_frame(client, project):
+    """Each run's points are flor.dataframe's; grouping gives pandas' mean and range per x."""
+    import numpy as np
+
+    from flordb.store.frames import arguments, dataframe
+
+    answer = client.post("/api/series", json={"name": "acc", "x": "epoch"}).get_json()
+    frame = dataframe(project, ["acc"])
+    assert [r["tstamp"] for r in answer["runs"]] == list(frame["tstamp"].unique())
+    for r in answer["runs"]:
+        mine = frame[frame["tstamp"] == r["tstamp"]]
+        assert r["x"] == mine["epoch"].astype(float).tolist()
+        assert r["y"] == pytest.approx(mine["acc"].tolist())
+    assert [r["replayed"] for r in answer["runs"]] == [False] * 3
+    assert json.loads(client.post("/api/series", json={"name": "wmax"}).text)["runs"][0][
+        "replayed"] is True
+    grouped = client.post("/api/series", json={"name": "loss", "x": "epoch",
+                                               "group": "lr"}).get_json()["groups"]
+    lr = arguments(project).set_index("tstamp")["lr"]
+    loss = dataframe(project, ["loss"])
+    per_run = loss.groupby(["tstamp", "epoch"])["loss"].mean().reset_index()
+    per_run["group"] = "lr=" + per_run["tstamp"].map(lr).astype(str)
+    want = per_run.groupby(["group", "epoch"])["loss"].agg(["mean", "min", "max", "size"])
+    for group, band in grouped.items():
+        rows = want.loc[group]
+        assert band["x"] == rows.index.astype(float).tolist()
+        assert np.allclose(band["mean"], rows["mean"]) and np.allclose(band["lo"], rows["min"])
+        assert band["n"] == rows["size"].tolist()
+
+
+def test_thinning_keeps_spikes():
+    import numpy as np
+
+    from flordb.charts import thin
+
+    xs = np.arange(1, 1_000_001, dtype=float)
+    ys = np.sin(xs / 1000)
+    ys[123_456] = 50.0  # one spike among a million points
+    ys[654_321] = -50.0
+    tx, ty = thin(xs, ys, 500)
+    assert len(tx) <= 1000 and 50.0 in ty and -50.0 in ty
+    assert np.all(np.diff(tx) > 0)  # still in x order
