@@ -172,7 +172,7 @@ def _plot(args: argparse.Namespace) -> int:
 
     import flordb
     from flordb.charts import PlotError
-    from flordb.store.frames import WhereError
+    from flordb.errors import WhereError
 
     output = args.output or re.sub(r"[^A-Za-z0-9_.-]", "_", args.name) + ".png"
     try:

@@ -256,7 +256,8 @@ class _Planner:
         return out
 
     def _where_runs(self) -> set[int]:
-        from flordb.store.frames import WhereError, runs_where
+        from flordb.errors import WhereError
+        from flordb.store.frames import runs_where
 
         try:
             return set(runs_where(self.root, self.where)["run_id"].tolist())

@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from flordb import values as _values
-from flordb.errors import WhereError
 from flordb.store.db import connect_reader
 
 #: A value's place: its run, loop context and iteration, and ``rep``: how many values of the
@@ -322,12 +321,9 @@ def runs_where(root: Path, where: str | None) -> pd.DataFrame:
     frame["run_id"] = (frame["projid"] + " " + frame["tstamp"]).map(keyed)
     if not where:
         return frame
-    try:
-        return frame.query(where, engine="python")
-    except Exception as exc:  # pandas raises many types for a bad expression
-        cols = ", ".join(c for c in frame.columns if c != "run_id")
-        raise WhereError(f"where {where!r}: {type(exc).__name__}: {exc} (columns: {cols})"
-                         ) from None
+    from flordb.store.where import select
+
+    return select(frame, where)
 
 
 def arguments(root: Path) -> pd.DataFrame:
