@@ -158,3 +158,19 @@ def replayed(conn: sqlite3.Connection, name: str) -> set[str]:
         "SELECT tstamp FROM runs WHERE run_id IN (SELECT run_id FROM series WHERE name = ?"
         " AND source = 'replay' UNION SELECT run_id FROM records WHERE name = ? AND"
         " source = 'replay')", (name, name))}
+
+
+def last_values(conn: sqlite3.Connection, run_ids: list[int]) -> dict[tuple[int, str], Any]:
+    """``(run_id, name) -> `` the last numeric value each run recorded or back-filled under
+    each name."""
+    import numpy as np
+
+    marks = ",".join("?" * len(run_ids))
+    out: dict[tuple[int, str], Any] = {}
+    for run_id, name, dtype, vals in conn.execute(
+            f"SELECT run_id, name, dtype, vals FROM series WHERE run_id IN ({marks}) AND"
+            f" source IN ('record', 'replay') ORDER BY seq", run_ids):
+        arr = np.frombuffer(vals, dtype="<f8" if dtype == "f8" else "<i8")
+        if len(arr):
+            out[(run_id, name)] = arr[-1].item()
+    return out

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from flordb import values as _values
+from flordb.errors import WhereError
 from flordb.store.db import connect_reader
 
 #: A value's place: its run, loop context and iteration, and ``rep``: how many values of the
@@ -309,9 +310,16 @@ def _identity(wide: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return ident.reindex(wide["run_id"].to_numpy()).reset_index(drop=True)
 
 
-def runs_where(root: Path, where: str | None) -> pd.DataFrame:
-    """One row per run (``run_id``, identity, top-level values), filtered by the pandas
-    expression ``where`` (``"lr > 0.01 and epochs >= 5"``) when given."""
+#: How a run's values of a name are summarized in one column of the runs table.
+SUMMARIES = ("last", "max", "min")
+
+
+def runs_where(root: Path, where: str | None,
+               metrics: Sequence[tuple[str, str]] = ()) -> pd.DataFrame:
+    """One row per run (``run_id``, identity, top-level values, and a column
+    ``<name> <summary>`` per ``(name, summary)`` of ``metrics``: the run's last, largest or
+    smallest numeric value of the name), filtered by ``where`` (:mod:`flordb.store.where`:
+    ``"lr > 0.01 and `acc max` >= 0.9"``) when given."""
     frame = dataframe(root, [])
     conn = connect_reader(root)
     try:
@@ -319,6 +327,17 @@ def runs_where(root: Path, where: str | None) -> pd.DataFrame:
     finally:
         conn.close()
     frame["run_id"] = (frame["projid"] + " " + frame["tstamp"]).map(keyed)
+    for name in dict.fromkeys(n for n, _ in metrics):
+        values = dataframe(root, [name])
+        numbers = pd.to_numeric(values[name], errors="coerce") if name in values \
+            else pd.Series([], dtype=float)
+        per_run = values.assign(**{name: numbers}).dropna(subset=[name]) \
+            .groupby("tstamp", sort=False)[name]
+        for summary in dict.fromkeys(s for n, s in metrics if n == name):
+            if summary not in SUMMARIES:
+                raise WhereError(f"a metric column is last, max or min of a name, not "
+                                 f"{summary!r}")
+            frame[f"{name} {summary}"] = frame["tstamp"].map(getattr(per_run, summary)())
     if not where:
         return frame
     from flordb.store.where import select

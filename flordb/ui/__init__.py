@@ -86,11 +86,99 @@ def _ids_in_range() -> None:
 
 @ui.get("/")
 def runs() -> str:
+    """Every run with its args, chosen metric columns (``?metrics=acc max, loss last``) and a
+    search (``?q=lr > 0.01 and `acc max` >= 0.9``); sorting and selection in the browser."""
     with _reader() as conn:
         table = browse.runs(conn)
+    metrics, q = _metric_columns(), request.args.get("q", "").strip()
+    columns = [f"{n} {s}" for n, s in metrics]
+    error = None
+    if metrics or q:
+        from flordb.store.frames import runs_where
+
+        try:
+            chosen = runs_where(_root(), q or None, metrics)
+        except FlorError as exc:
+            chosen, error = None, str(exc)
+        if chosen is not None:
+            keep = set(chosen["run_id"].tolist())
+            values = chosen.set_index("run_id")[columns] if columns else None
+            table = [r for r in table if r["run_id"] in keep]
+            for r in table:
+                r["metrics"] = {} if values is None else {
+                    c: _jsonable(values.at[r["run_id"], c]) for c in columns}
     for r in table:
         r["seconds"] = f"{r['seconds']:.1f}"
-    return render_template("runs.html", title="Runs", runs=table)
+        r["metrics"] = {c: _cell(v) for c, v in r.get("metrics", {}).items()}
+    return render_template("runs.html", title="Runs", runs=table, columns=columns, q=q,
+                           metrics=request.args.get("metrics", ""), error=error,
+                           project=_root().name)
+
+
+@ui.get("/runs.csv")
+def runs_csv() -> Response:
+    """The runs table as CSV: the same ``q`` and ``metrics`` as the page."""
+    from flordb.store.frames import runs_where
+
+    try:
+        frame = runs_where(_root(), request.args.get("q", "").strip() or None,
+                           _metric_columns())
+    except FlorError as exc:
+        abort(400, str(exc))
+    return Response(frame.to_csv(index=False), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{_root().name}-runs.csv"'})
+
+
+@ui.get("/compare")
+def compare() -> str:
+    """Chosen runs side by side: args (differences marked), last value of each numeric name,
+    environment, and links to their code diffs."""
+    ids = request.args.getlist("run", type=int)
+    if not 2 <= len(ids) <= MAX_COMPARED:
+        abort(400, f"choose 2 to {MAX_COMPARED} runs to compare (run=ID&run=ID...)")
+    with _reader() as conn:
+        infos = [browse.run(conn, i, 0) for i in ids]
+        if any(info is None for info in infos):
+            abort(404, "no such run")
+        last = browse.last_values(conn, ids)
+    chosen = [info for info in infos if info is not None]
+    for info in chosen:
+        info["argv_text"] = " ".join(json.loads(info["argv"]))
+    names = sorted({k for info in chosen for k in info["args"]})
+    args = [(n, [_cell(info["args"].get(n)) for info in chosen]) for n in names]
+    metrics = [(n, [_cell(last.get((i, n))) for i in ids])
+               for n in sorted({n for _, n in last})]
+    env_keys = ("python", "platform")
+    env = [(k, [str(info["environment"].get(k, "")) for info in chosen]) for k in env_keys]
+    env.append(("environment hash", [str(info["env_hash"] or "")[:12] for info in chosen]))
+    return render_template("compare.html", title="Compare runs", runs=chosen, args=args,
+                           metrics=metrics, env=env)
+
+
+#: Most runs a comparison shows side by side.
+MAX_COMPARED = 12
+
+
+def _metric_columns() -> list[tuple[str, str]]:
+    """``?metrics=acc max, loss last`` as ``[("acc", "max"), ("loss", "last")]``."""
+    out = []
+    for part in request.args.get("metrics", "").split(","):
+        words = part.split()
+        if not words:
+            continue
+        name, summary = (" ".join(words[:-1]), words[-1]) if len(words) > 1 \
+            and words[-1] in ("last", "max", "min") else (" ".join(words), "last")
+        out.append((name, summary))
+    return out
+
+
+def _cell(value: Any) -> str:
+    """A value as a table cell: numbers short, missing values empty."""
+    from flordb import charts
+
+    if charts.is_missing(value):
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 @ui.get("/runs/<int:run_id>")
@@ -118,14 +206,21 @@ def run(run_id: int) -> str:
 
 @ui.get("/runs/<int:run_id>/diff")
 def diff(run_id: int) -> str:
+    """The code of a run against the previous run of its script (or ``?against=ID``)."""
+    against = request.args.get("against", type=int)
     with _reader() as conn:
-        rows = browse.snapshots_up_to(conn, run_id)
+        rows = browse.snapshots_up_to(conn, max(run_id, against or 0))
     this = next((r for r in rows if r[0] == run_id), None)
     if this is None or not this[2]:
         abort(404, f"run {run_id} has no code snapshot")
-    earlier = [r for r in rows if r[1] == this[1] and r[2] and r[0] < run_id]
-    if not earlier:
-        abort(404, f"run {run_id} has no earlier run of {this[1]} to compare with")
+    if against is not None:
+        earlier = [r for r in rows if r[0] == against and r[2]]
+        if not earlier:
+            abort(404, f"run {against} has no code snapshot")
+    else:
+        earlier = [r for r in rows if r[1] == this[1] and r[2] and r[0] < run_id]
+        if not earlier:
+            abort(404, f"run {run_id} has no earlier run of {this[1]} to compare with")
     previous = earlier[-1][2]
     assert previous is not None and this[2] is not None  # filtered above
     text = _git_diff(_root(), previous, this[2])

@@ -198,3 +198,34 @@ def test_thinning_keeps_spikes():
     tx, ty = thin(xs, ys, 500)
     assert len(tx) <= 1000 and 50.0 in ty and -50.0 in ty
     assert np.all(np.diff(tx) > 0)  # still in x order
+
+
+def test_runs_table_search_metric_columns_and_csv(client, project):
+    import csv
+    import io
+
+    from flordb.store.frames import dataframe
+
+    page = client.get("/?metrics=acc max, loss last&q=lr >= 0.3").text
+    assert page.count('<tr data-run="') == 2 and "lr=0.1" not in page
+    acc = dataframe(project, ["acc"]).groupby("tstamp")["acc"].max()
+    for tstamp, best in acc.items():
+        if f'data-tstamp="{tstamp}"' in page:
+            assert f'<td class="num">{best:.6g}</td>' in page
+    bad = client.get("/?q=__import__('os')")
+    assert bad.status_code == 200 and "is not a comparison" in bad.text
+    rows = list(csv.DictReader(io.StringIO(
+        client.get("/runs.csv?metrics=acc max&q=`acc max` > 0").text)))
+    assert len(rows) == 3 and all(float(r["acc max"]) > 0 for r in rows)
+    assert client.get("/runs.csv?q=nope > 1").status_code == 400
+
+
+def test_compare_shows_differences_and_links_the_code_diff(client):
+    page = client.get("/compare?run=1&run=3").text
+    assert page.count('class="differs"') >= 1  # lr differs
+    assert "--kwargs lr=0.5" in page  # the command that reproduces run 3
+    assert "/runs/3/diff?against=1" in page
+    diff = client.get("/runs/3/diff?against=1")
+    assert diff.status_code == 200 and "range(2)" in diff.text
+    assert client.get("/compare?run=1").status_code == 400
+    assert client.get("/compare?run=1&run=999").status_code == 404

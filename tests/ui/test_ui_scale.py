@@ -169,3 +169,27 @@ def test_hostile_strings_stay_text(served):
     assert page.locator("img[src=x]").count() == 0
     page.goto(base + "/")
     assert page.locator("img[src=x]").count() == 0
+
+
+def test_runs_table_sorts_selects_and_charts_the_selection(served):
+    repo, base, page = served
+    from flordb.store.frames import runs_where
+
+    t = time.perf_counter()
+    page.goto(base + "/?metrics=acc max&q=lr == 0.1 and seed < 100")
+    assert time.perf_counter() - t < 5
+    want = runs_where(repo, "lr == 0.1 and seed < 100", [("acc", "max")])
+    shown = page.eval_on_selector_all("#runs tbody tr", "rows => rows.map(r => +r.dataset.run)")
+    assert sorted(shown) == sorted(want["run_id"].tolist()) and len(shown) == 33
+    page.click("th:has-text('acc max')")
+    page.click("th:has-text('acc max')")  # descending
+    best = page.eval_on_selector_all("#runs tbody tr td:nth-child(7)",
+                                     "cells => cells.map(c => parseFloat(c.textContent))")
+    assert best == sorted(best, reverse=True)
+    assert best[0] == pytest.approx(want["acc max"].max())
+    page.check("#select-all")
+    page.click("#chart-selected")
+    drawn(page)
+    charted = page.evaluate("window.florChart.data.runs.map(r => r.tstamp)")
+    assert sorted(charted) == sorted(want["tstamp"].tolist())
+    page.evaluate("sessionStorage.clear()")
