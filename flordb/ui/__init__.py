@@ -299,6 +299,50 @@ def series_json() -> Response:
                     mimetype="application/json")
 
 
+@ui.get("/scatter")
+def scatter() -> str:
+    """Each run as a point: an arg against a metric column, to see what a choice did."""
+    from flordb.store.frames import arguments
+
+    names, _, _ = _metric_choices(_root())
+    args = [c for c in arguments(_root()).columns if c not in ("run_id", "tstamp")]
+    choices = {"project": _root().name, "names": names, "args": args}
+    return render_template("scatter.html", title="Args against metrics", choices=choices)
+
+
+@ui.post("/api/scatter")
+def scatter_json() -> Response:
+    """``{"x": arg, "name": name, "summary": "max", "q": where}`` -> one point per run that
+    has both; a text arg is placed by category (``categories`` lists them in order)."""
+    from flordb.store.frames import runs_where
+
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not all(isinstance(body.get(k), str)
+                                             for k in ("x", "name", "summary")):
+        abort(400, "a JSON body with x (an arg), name and summary is required")
+    column = f"{body['name']} {body['summary']}"
+    try:
+        frame = runs_where(_root(), (body.get("q") or "").strip() or None,
+                           [(body["name"], body["summary"])])
+    except FlorError as exc:
+        abort(400, str(exc))
+    if body["x"] not in frame.columns:
+        abort(400, f"no flor.arg named {body['x']!r}")
+    frame = frame[frame[body["x"]].notna() & frame[column].notna()]
+    xs = frame[body["x"]]
+    categories = None
+    import pandas as pd
+
+    if not pd.api.types.is_numeric_dtype(xs) or xs.dtype == bool:
+        categories = sorted({str(v) for v in xs})
+        xs = xs.astype(str).map({c: i for i, c in enumerate(categories)})
+    points = [{"tstamp": t, "run_id": int(r), "x": float(x), "y": float(y)}
+              for t, r, x, y in zip(frame["tstamp"], frame["run_id"], xs, frame[column])]
+    return Response(json.dumps({"x": body["x"], "y": column, "categories": categories,
+                                "points": points}, allow_nan=False),
+                    mimetype="application/json")
+
+
 def _floats(values: Any) -> list[float | None]:
     """Floats for JSON, NaN and infinities as null."""
     import math

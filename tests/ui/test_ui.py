@@ -98,6 +98,12 @@ def test_bad_requests_get_4xx_and_never_a_traceback(client):
         answer = client.post("/api/series", json=body)
         assert answer.status_code == code, body
         assert "Traceback" not in answer.text
+    for body in ({}, {"x": "nope", "name": "acc", "summary": "max"},
+                 {"x": "lr", "name": "acc", "summary": "median"},
+                 {"x": "lr", "name": "acc", "summary": "max", "q": "import os"}):
+        answer = client.post("/api/scatter", json=body)
+        assert answer.status_code == 400 and "Traceback" not in answer.text, body
+    assert client.get("/scatter").status_code == 200
 
 
 def test_the_view_never_writes_the_store(client, project):

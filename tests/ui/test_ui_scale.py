@@ -193,3 +193,30 @@ def test_runs_table_sorts_selects_and_charts_the_selection(served):
     charted = page.evaluate("window.florChart.data.runs.map(r => r.tstamp)")
     assert sorted(charted) == sorted(want["tstamp"].tolist())
     page.evaluate("sessionStorage.clear()")
+
+
+def test_scatter_of_an_arg_against_a_metric(served):
+    repo, base, page = served
+    from flordb.store.frames import runs_where
+
+    page.goto(base + "/scatter")
+    page.select_option("#x", "seed")
+    page.select_option("#name", "acc")
+    page.fill("#q", "lr == 0.01")
+    page.evaluate("delete document.body.dataset.drawn")
+    page.dispatch_event("#q", "change")
+    page.wait_for_function("window.florScatter && document.body.dataset.drawn")
+    points = page.evaluate("window.florScatter.data.points")
+    want = runs_where(repo, "lr == 0.01", [("acc", "max")])
+    assert {(p["run_id"], p["x"], p["y"]) for p in points} == set(zip(
+        want["run_id"], want["seed"].astype(float), want["acc max"]))
+    target = page.evaluate("""() => {
+        const {plot, data} = window.florScatter, p = data.points[10];
+        const r = plot.over.getBoundingClientRect();
+        return {run: p.tstamp, left: r.left + plot.valToPos(p.x, "x"),
+                top: r.top + plot.valToPos(p.y, "y")};
+    }""")
+    page.mouse.move(target["left"] - 20, target["top"] - 20)
+    page.mouse.move(target["left"], target["top"], steps=4)
+    page.wait_for_selector("#tooltip:not([hidden])")
+    assert page.get_attribute("#tooltip", "data-run") == target["run"]

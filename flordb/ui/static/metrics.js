@@ -7,7 +7,7 @@
   const $ = (id) => document.getElementById(id);
   const KEY = "flordb:chosen-runs:" + choices.project;
   let chosen = new Set(JSON.parse(sessionStorage.getItem(KEY) || "null") || choices.runs.map((r) => r.tstamp));
-  let data = null, plot = null;
+  let data = null, plot = null, latest = 0;
 
   function option(select, value, text, selected) {
     const o = document.createElement("option");
@@ -44,11 +44,13 @@
     const body = {name: $("name").value, x: $("x").value || null, runs: [...chosen],
                   group: $("group").value || null, buckets: width};
     $("png").href = "chart.png?" + new URLSearchParams({name: body.name, x: body.x || ""});
-    const t0 = performance.now();
+    const t0 = performance.now(), mine = ++latest;  // an answer to an older request is dropped
     const resp = await fetch("api/series", {method: "POST", headers: {"Content-Type": "application/json"},
                                             body: JSON.stringify(body)});
-    if (!resp.ok) { $("status").textContent = await resp.text(); return; }
-    data = await resp.json();
+    const answer = resp.ok ? await resp.json() : await resp.text();
+    if (mine !== latest) return;
+    if (!resp.ok) { $("status").textContent = answer; return; }
+    data = answer;
     draw();
     $("status").textContent = `${data.runs.length} runs, drawn in ${Math.round(performance.now() - t0)} ms`;
     document.body.dataset.drawn = String(Date.now());
