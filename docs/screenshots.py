@@ -82,12 +82,17 @@ def main() -> None:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"),
                                         args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1280, "height": 640})
-            for name, url in (("runs", "/"), ("metrics", "/metrics?name=loss"),
+            for name, url in (("runs", "/?metrics=acc max, loss last"),
+                              ("metrics", "/metrics?name=loss&x=epoch&group=lr"),
+                              ("scatter", "/scatter"),
+                              ("compare", "/compare?run=1&run=6"),
                               ("replays", "/replays"),
                               ("dataframe", "/dataframe?names=lr,acc,w_norm&col=epoch&op=%3D%3D"
                                             "&value=8")):
                 page.goto(base + url)
                 page.wait_for_load_state("networkidle")
+                if name in ("metrics", "scatter"):
+                    page.wait_for_function("document.body.dataset.drawn")
                 page.screenshot(path=str(OUT / f"ui-{name}.png"), full_page=False)
             browser.close()
     finally:

@@ -83,6 +83,8 @@ def test_pages_with_200_runs_load_and_draw_fast(served):
     assert chart(page, base + "/metrics?name=acc&x=epoch") < 5
     series = page.evaluate("window.florChart.plot.series.length")
     assert series == 1 + 200  # x, then one line per run of the sweep
+    ticks = page.evaluate("window.florChart.plot.axes[0]._splits")
+    assert ticks and all(float(t).is_integer() for t in ticks)  # epochs are whole
     assert chart(page, base + "/metrics?name=long_loss") < 5
     ys = page.evaluate("window.florChart.data.runs[0].y")
     assert len(ys) <= 2 * 4000 and 5.0 + 777 / 1000 in ys  # thinned; the spike kept

@@ -8,6 +8,8 @@
   const KEY = "flordb:chosen-runs:" + choices.project;
   let chosen = new Set(JSON.parse(sessionStorage.getItem(KEY) || "null") || choices.runs.map((r) => r.tstamp));
   let data = null, plot = null, latest = 0;
+  const WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5,
+                 1e6, 2e6, 5e6, 1e7];
 
   function option(select, value, text, selected) {
     const o = document.createElement("option");
@@ -117,7 +119,9 @@
       width: Math.max(400, $("chart").parentElement.clientWidth - 280), height: 460,
       series, bands, legend: {show: false},
       scales: {x: {time: false}, y: {distr: log ? 3 : 1}},
-      axes: [{label: data.x_label}, {label: data.name}],
+      // Loop counters are whole: no tick at epoch 1.5.
+      axes: [{label: data.x_label, incrs: xs.every(Number.isInteger) ? WHOLE : undefined},
+             {label: data.name}],
       cursor: {focus: {prox: 24}, drag: {x: true, y: false}},
       focus: {alpha: 0.25},
       hooks: {setSeries: [tooltipFor], setCursor: [moveTooltip]},
@@ -160,6 +164,12 @@
       input.checked ? chosen.add(input.value) : chosen.delete(input.value);
     });
     save(); load();
+  });
+  // Live: fetch again every 3 s while a run records (the store is read, never locked).
+  let timer = null;
+  $("live").addEventListener("change", () => {
+    clearInterval(timer);
+    timer = $("live").checked ? setInterval(load, 3000) : null;
   });
   fillLoops(); fillRuns();
   if (choices.names.length) load(); else $("status").textContent = "No numeric value logged yet.";
