@@ -5,7 +5,9 @@
 Records N runs (one process committing a run per configuration, each with 3 args, an epoch
 loop and a step loop) in a temporary git repository, serves ``flordb.ui`` on a real HTTP
 server and measures, best of 5: the server's time to answer ``/`` (urllib), and, when
-Chromium and playwright are installed, the browser's time from navigation to the load event.
+Chromium and playwright are installed, the browser's time from navigation to the load event
+of the runs table, to a drawn interactive chart of all runs (per step, and per epoch grouped
+by an arg), and to the runs table with a metric column.
 """
 
 from __future__ import annotations
@@ -78,9 +80,25 @@ def main() -> None:
                     page.goto(url, wait_until="load")
                     loads.append(time.perf_counter() - t)
                 rows = page.locator("#runs tr[data-run]").count()
+                charts = {}
+                for what, path in (("loss per step", "metrics?name=loss"),
+                                   ("acc per epoch, grouped by batch",
+                                    "metrics?name=acc&x=epoch&group=batch"),
+                                   ("acc max for every run", "?metrics=acc max")):
+                    draws = []
+                    for _ in range(5):
+                        t = time.perf_counter()
+                        page.goto(url + path, wait_until="load")
+                        if path.startswith("metrics"):
+                            page.wait_for_function("document.body.dataset.drawn")
+                        draws.append(time.perf_counter() - t)
+                    charts[what] = min(draws)
                 browser.close()
             print(f"chromium loads the runs table ({rows} rows) in {min(loads) * 1000:.0f} ms "
                   f"(best of 5)")
+            for what, seconds in charts.items():
+                print(f"chromium shows {what} ({args.runs} runs) in {seconds * 1000:.0f} ms, "
+                      f"navigation to drawn chart (best of 5)")
     finally:
         server.shutdown()
         shutil.rmtree(root, ignore_errors=True)
