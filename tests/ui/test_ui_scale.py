@@ -161,6 +161,10 @@ def test_log_scale_smoothing_and_zoom(served):
     page.mouse.up()
     after = page.evaluate(span)
     assert after < before / 3  # dragging zoomed in on the x axis
+    first = page.evaluate("document.body.dataset.drawn")
+    page.check("#live")  # fetches again every 3 s
+    page.wait_for_function(f"document.body.dataset.drawn !== '{first}'", timeout=10_000)
+    page.uncheck("#live")
 
 
 def test_hostile_strings_stay_text(served):
@@ -169,8 +173,14 @@ def test_hostile_strings_stay_text(served):
     page.fill("#filter", "onerror")
     assert EVIL in page.inner_text("#runs")  # the run's label, shown as text
     assert page.locator("img[src=x]").count() == 0
-    page.goto(base + "/")
-    assert page.locator("img[src=x]").count() == 0
+    for url in ("/", "/?metrics=acc max&q=note != 'plain'", "/compare?run=6&run=7",
+                "/scatter"):
+        page.goto(base + url)
+        page.wait_for_load_state("networkidle")
+        assert page.locator("img[src=x]").count() == 0, url
+    html = page.goto(base + "/compare?run=6&run=7").text()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html and EVIL not in html
+    assert EVIL in page.inner_text("#compare")  # shown as text
 
 
 def test_runs_table_sorts_selects_and_charts_the_selection(served):
