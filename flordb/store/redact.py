@@ -43,7 +43,7 @@ def environment(environ: Mapping[str, str]) -> dict[str, str]:
 
 def argv(args: list[str]) -> list[str]:
     """``args`` with the values of credential-like options (``--token X``, ``--api-key=X``)
-    redacted and URL passwords scrubbed."""
+    and ``--kwargs`` pairs (``api_key=X``) redacted, and URL passwords scrubbed."""
     out: list[str] = []
     hide_next = False
     for a in args:
@@ -57,6 +57,10 @@ def argv(args: list[str]) -> list[str]:
             else:
                 out.append(a)
                 hide_next = True
+            continue
+        name, eq, _ = a.partition("=")
+        if eq and name.isidentifier() and is_secret(name):  # --kwargs api_key=...
+            out.append(f"{name}={REDACTED}")
             continue
         out.append(scrub(a))
     return out

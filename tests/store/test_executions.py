@@ -50,7 +50,8 @@ def test_executions_record_provenance_and_never_a_secret(repo, runtime):
     first = frame.iloc[0]
     assert first["duration_s"] > 0 and first["python"] and first["platform"]
     assert first["args"] == {"api_key": REDACTED, "lr": 0.5}
-    assert first["argv"][1:] == ["--token", REDACTED, f"--password={REDACTED}"]
+    assert first["argv"][1:] == ["--token", REDACTED, f"--password={REDACTED}", "--kwargs",
+                                 f"api_key={REDACTED}", "lr=0.5"]  # the command, as typed
     assert (first["inputs"], first["outputs"], first["checkpoints"]) == (1, 1, 3)
     assert frame["env_hash"].nunique() == 1  # one environment record, shared
     assert frame["snapshot"].notna().all()
