@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["log", "arg", "loop", "iteration", "checkpointing", "set_epsilon", "commit",
            "dataframe", "pivot", "query", "replay", "input", "output", "executions", "dataset",
-           "datasets", "feature", "lineage", "derived", "best", "load_checkpoint",
+           "get_dataset", "datasets", "feature", "lineage", "derived", "best", "load_checkpoint",
            "feature_store", "training_data", "plot", "utils", "FlorError"]
 __version__ = "0.1.0"
 
@@ -276,6 +276,14 @@ def dataset(name: str, record_type: str = "file", description: str = "") -> Data
     from flordb.lifecycle.datasets import dataset as _dataset
 
     return _dataset(_session, name, record_type, description)
+
+
+def get_dataset(name: str) -> Dataset:
+    """The existing dataset ``name``; never creates one (a typo raises ``DatasetError``) and
+    records no run."""
+    from flordb.lifecycle.datasets import get_dataset as _get_dataset
+
+    return _get_dataset(_session, name)
 
 
 def datasets() -> pandas.DataFrame:

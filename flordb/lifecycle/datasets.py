@@ -56,6 +56,16 @@ def dataset(session: Session, name: str, record_type: str = "file",
     return Dataset(session, row[0], name, row[1])
 
 
+def get_dataset(session: Session, name: str) -> Dataset:
+    """The existing dataset ``name``; raises :class:`DatasetError` when there is none. Reads
+    only: it never creates a dataset nor starts a run."""
+    with session.reading() as conn:
+        row = sql.dataset_row(conn, name)
+    if row is None:
+        raise DatasetError(f"no dataset named {name!r} (flor.dataset(name) creates one)")
+    return Dataset(session, row[0], name, row[1])
+
+
 def datasets(session: Session) -> pandas.DataFrame:
     """Every dataset with its working-set size, versions and, for splits, their origin."""
     with session.reading() as conn:
@@ -166,11 +176,13 @@ class DatasetVersion:
                 raise IntegrityError(f"{self.ref}: {len(changed)} file(s) changed since release,"
                                      f" e.g. {changed[0]}")
 
-    def read(self) -> pandas.DataFrame:
-        """The members, recording this version as an input of the current run."""
+    def read(self, recursive: bool = True) -> pandas.DataFrame:
+        """The members, recording this version as an input of the current run. Nested
+        versions are replaced by their own members (``via`` names the nesting); with
+        ``recursive=False`` they stay as rows of record type ``dataset``."""
         self.verify()
         self.session.record_io("input", "dataset", self.ref, self.content_hash)
-        return self.members()
+        return self.members(recursive=recursive)
 
     def diff(self, other: DatasetVersion) -> pandas.DataFrame:
         """Members ``added``, ``removed`` or ``changed`` going from this version to ``other``."""

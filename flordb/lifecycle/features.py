@@ -61,8 +61,35 @@ def feature(session: Session, name: str, record_type: str = "file",
         raise FeatureError(f"feature {name!r} is defined on {stored.record_type!r} with "
                            f"columns {stored.columns}, not {record_type!r} with {cols}")
     if vocabulary is not None and stored.vocabulary != vocab:
-        raise FeatureError(f"feature {name!r} has another vocabulary: {stored.vocabulary}")
+        _check_growth(name, stored.vocabulary, vocab)
+        with session.writing() as (conn, _):
+            sql.set_vocabulary(conn, stored.feature_id, vocab)
+        return Feature(session, stored.feature_id, name, stored.record_type, stored.columns,
+                       vocab)
     return stored
+
+
+def _check_growth(name: str, old: dict[str, dict[str, list[str]]],
+                  new: dict[str, dict[str, list[str]]]) -> None:
+    """A vocabulary may grow (new terms, new synonyms); what stored values may hold (a term,
+    a synonym, the meaning of either) may not go."""
+    for column, terms in old.items():
+        grown = new.get(column, {})
+        for term, synonyms in terms.items():
+            if term not in grown:
+                raise FeatureError(f"feature {name!r} column {column!r}: the vocabulary may "
+                                   f"grow, but term {term!r} is missing from the new one")
+            gone = sorted(set(synonyms) - set(grown[term]))
+            if gone:
+                raise FeatureError(f"feature {name!r} column {column!r}: synonyms {gone} of "
+                                   f"{term!r} are missing from the new vocabulary")
+        owners: dict[str, str] = {}
+        for term, synonyms in grown.items():
+            for word in (term, *synonyms):
+                if word in owners and owners[word] != term:
+                    raise FeatureError(f"feature {name!r} column {column!r}: {word!r} would "
+                                       f"mean both {owners[word]!r} and {term!r}")
+                owners[word] = term
 
 
 @dataclass(frozen=True)
@@ -144,6 +171,9 @@ class Feature:
         column = column or next(iter(self.columns))
         if column not in self.columns:
             raise FeatureError(f"feature {self.name!r} has no column {column!r}")
+        # One vote per annotator and record: their newest value (labelling in two sessions
+        # does not vote twice).
+        frame = frame.groupby(["record_id", "annotator"], sort=False, dropna=False).tail(1)
         counts = frame.groupby(["record_id", column], dropna=False)[column].transform("size")
         frame = frame.assign(votes=counts,
                              voters=frame.groupby("record_id")["record_id"].transform("size"))

@@ -138,5 +138,7 @@ def _wide(session: Session, name: str, how: Selector, record: bool) -> pandas.Da
     f = get_feature(session, name)
     chosen = f.read(how) if record else f.select(how)
     cols = list(f.columns)
-    renamed = {c: name if len(cols) == 1 else f"{name}.{c}" for c in cols}
+    # One column: the feature's name; several: a column named as the feature keeps the name
+    # (row["grade"]), the others are "<feature>.<column>".
+    renamed = {c: name if len(cols) == 1 or c == name else f"{name}.{c}" for c in cols}
     return chosen[["record_id", *cols]].rename(columns=renamed)

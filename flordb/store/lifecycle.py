@@ -154,6 +154,13 @@ def create_feature(conn: sqlite3.Connection, name: str, record_type: str,
         (name, record_type, json.dumps(columns), json.dumps(vocabulary), time.time())))
 
 
+def set_vocabulary(conn: sqlite3.Connection, feature_id: int,
+                   vocabulary: dict[str, Any]) -> None:
+    """Replace a feature's vocabulary (grown: checked by the caller)."""
+    conn.execute("UPDATE features SET vocabulary = ? WHERE feature_id = ?",
+                 (json.dumps(vocabulary), feature_id))
+
+
 def put_values(conn: sqlite3.Connection, feature_id: int, run_id: int,
                values: list[tuple[str, str]], annotator: str, workflow: str) -> None:
     """Store ``(record_id, value JSON)`` pairs as the run's values (replacing its earlier

@@ -72,3 +72,35 @@ def test_feature_values_carry_their_run(runtime, repo):
     v = f.values()
     assert set(v["run_id"]) == {run} and set(v["tstamp"]) == {tstamp}
     assert f.select()["value"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_a_vocabulary_grows_but_never_loses_a_meaning(runtime):
+    f = define()
+    f.add("img1", label="kitty", confidence=1.0)
+    grown = {"label": {**VOCAB["label"], "dog": ["puppy", "pup"], "horse": ["pony"]}}
+    g = flor.feature("animal", record_type="image",
+                     columns={"label": str, "confidence": float}, vocabulary=grown)
+    g.add("img2", label="pony", confidence=0.7)  # a new term through its synonym
+    g.add("img3", label="pup", confidence=0.7)  # a new synonym of an old term
+    assert g.values()["label"].tolist() == ["cat", "horse", "dog"]
+    assert flor.feature("animal").vocabulary == grown  # stored for later processes
+    for bad, why in (({"label": {"cat": ["kitty"], "dog": ["puppy"], "bird": []}},
+                      "synonyms \\['feline'\\] of 'cat'"),
+                     ({"label": {"cat": ["kitty", "feline"], "dog": ["puppy", "pup"],
+                                 "horse": ["pony"]}}, "term 'bird' is missing"),
+                     ({"label": {**grown["label"], "bird": ["pony"]}}, "'pony' would mean both")):
+        with pytest.raises(FeatureError, match=why):
+            flor.feature("animal", record_type="image",
+                         columns={"label": str, "confidence": float}, vocabulary=bad)
+
+
+def test_majority_counts_annotators_not_sessions(runtime):
+    f = flor.feature("quality", record_type="image", columns={"value": str})
+    for annotator, value in (("ann", "bad"), ("bob", "good"), ("cy", "good")):
+        f.add("img1", value=value, annotator=annotator)
+        flor.commit()
+    for _ in range(3):  # ann labels again in three more sessions: still one vote
+        f.add("img1", value="bad", annotator="ann")
+        flor.commit()
+    row = f.select("majority").iloc[0]
+    assert (row["value"], row["votes"], row["voters"]) == ("good", 2, 3)

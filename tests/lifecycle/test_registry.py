@@ -79,3 +79,45 @@ def test_feature_store_and_training_data_views(runtime, repo):
                         " ORDER BY kind, ref", (run,))
     assert inputs.values.tolist() == [["dataset", "docs@1.0.0"], ["feature", "length"],
                                       ["feature", "stats"], ["feature", "topic"]]
+
+
+def test_training_data_expands_nested_versions_and_keeps_a_features_own_column(runtime):
+    """A model trained on a nested dataset gets its images (not the nested version's id), and
+    a feature with columns grade/confidence comes back as grade and grade.confidence."""
+    left = flor.dataset("left", record_type="image")
+    left.add(["a.png", "b.png"])
+    right = flor.dataset("right", record_type="image")
+    right.add(["c.png"])
+    both = flor.dataset("both", record_type="image")
+    both.add([left.release(), right.release()])
+    grade = flor.feature("grade", record_type="image",
+                         columns={"grade": int, "confidence": float})
+    for k, rid in enumerate(["a.png", "b.png", "c.png"]):
+        grade.add(rid, grade=k, confidence=0.5 + k / 10)
+    data = flor.training_data(both.release(), label="grade")
+    assert data["record_id"].tolist() == ["a.png", "b.png", "c.png"]
+    assert list(data.columns) == ["record_id", "grade", "grade.confidence"]
+    assert [row["grade"] for _, row in data.iterrows()] == [0, 1, 2]
+    assert flor.get_dataset("both").version().read(recursive=False)["record_id"].tolist() == [
+        "left@1.0.0", "right@1.0.0"]
+
+
+def test_looking_a_dataset_up_never_creates_one(repo):
+    from conftest import run_script
+
+    run_script(repo, '''
+import flordb as flor
+flor.dataset("images").add(["x.png"])
+''')
+    out = run_script(repo, '''
+import flordb as flor
+from flordb.lifecycle.datasets import DatasetError
+print(flor.get_dataset("images").members()["record_id"].tolist())
+try:
+    flor.get_dataset("imgaes")
+except DatasetError as exc:
+    print("error:", exc)
+print(flor.query("SELECT COUNT(*) AS n FROM runs")["n"][0], len(flor.datasets()))
+''', name="read.py").stdout.splitlines()
+    assert out[0] == "['x.png']" and out[1].startswith("error: no dataset named 'imgaes'")
+    assert out[2] == "1 1"  # no run recorded, no dataset created by the lookups
