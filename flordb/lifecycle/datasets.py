@@ -197,53 +197,138 @@ class DatasetVersion:
         return pd.DataFrame(rows, columns=["record_id", "record_type", "change"]) \
             .sort_values("record_id").reset_index(drop=True)
 
-    def split(self, fractions: dict[str, float], seed: int) -> dict[str, DatasetVersion]:
+    def split(self, fractions: dict[str, float], seed: int, group_by: str | None = None,
+              stratify_by: str | None = None) -> dict[str, DatasetVersion]:
         """Seeded disjoint splits (``{"train": 0.8, "test": 0.2}``), each released as dataset
         ``<name>:<split>`` at this version's label and recorded as derived from it.
 
-        The same fractions and seed always give the same members; asking again returns the
-        recorded splits.
+        ``group_by`` names a feature whose (newest) value groups members (a subject): a group
+        is never on two sides. ``stratify_by`` names a feature whose values are spread over the
+        splits in proportion. Asking again returns the recorded splits. Splitting a later
+        version with the same fractions and seed reuses the split datasets, releasing new
+        versions of them: members (and groups) already in a split stay there, and only new
+        ones are assigned, so nothing moves from test to train.
         """
-        import numpy as np
+        import json
 
         if not fractions or any(f <= 0 for f in fractions.values()) \
                 or abs(sum(fractions.values()) - 1) > 1e-9:
             raise DatasetError(f"split fractions must be positive and sum to 1: {fractions}")
+        spec = json.dumps({"fractions": fractions, "seed": seed, "group_by": group_by,
+                           "stratify_by": stratify_by}, sort_keys=True)
+        names = {s: f"{self.dataset}:{s}" for s in fractions}
+        with self.session.reading() as conn:
+            made = {s: sql.split_row(conn, n) for s, n in names.items()}
+            history = {s: sql.split_versions(conn, n) for s, n in names.items()}
+            parent = sql.dataset_row(conn, self.dataset)
+        assert parent is not None  # this version's own dataset
+        existing = [s for s, row in made.items() if row is not None]
+        if existing and (len(existing) != len(names) or any(
+                row is None or row[2] != seed or (history[s] and history[s][-1][3]
+                                                  not in (None, spec))
+                for s, row in made.items())):
+            raise DatasetError(f"{names[existing[0]]} already exists as a split of another "
+                               f"version or seed (or with other fractions or grouping)")
+        if existing and all(v[2] == self.version_id for h in history.values() for v in h[-1:]):
+            return {s: Dataset(self.session, row[0], names[s], row[3]).version(self.label)
+                    for s, row in made.items() if row is not None}
         ids = self.members()["record_id"].tolist()
-        order = np.random.default_rng(seed).permutation(len(ids))
-        out, start = {}, 0
-        names = list(fractions)
-        for k, split_name in enumerate(names):
-            last = k == len(names) - 1
-            stop = len(ids) if last else start + int(len(ids) * fractions[split_name])
-            out[split_name] = self._derived(split_name, [ids[i] for i in order[start:stop]], seed)
-            start = stop
+        previous: dict[str, str] = {}
+        if existing:  # the sides of the latest split: members stay where they were
+            with self.session.reading() as conn:
+                for s, versions in history.items():
+                    for rid in sql.manifest(conn, versions[-1][0])["record_id"]:
+                        previous[rid] = s
+        sides = _assign(ids, fractions, seed, self._values(group_by, ids),
+                        self._values(stratify_by, ids), previous)
+        manifest = self.members().set_index("record_id")
+        out = {}
+        with self.session.writing() as (conn, run_id):
+            for s, name in names.items():
+                row = made[s]
+                if row is None:
+                    child = Dataset(self.session, sql.create_dataset(
+                        conn, name, parent[1], f"{s} split of {self.ref} (seed {seed})", run_id,
+                        self.version_id, seed), name, parent[1])
+                else:
+                    child = Dataset(self.session, row[0], name, row[3])
+                    sql.remove_members(conn, child.dataset_id,
+                                       [rid for rid, _ in sql.members(conn, child.dataset_id)])
+                chosen = [rid for rid in ids if sides[rid] == s]
+                sql.add_members(conn, child.dataset_id,
+                                [(rid, manifest.at[rid, "record_type"]) for rid in chosen],
+                                run_id)
+                out[s] = _release(conn, run_id, child, self.label, f"{s} split of {self.ref}",
+                                  "minor", checksums=True, parent_version=self.version_id,
+                                  split_spec=spec)
         return out
 
-    def _derived(self, split_name: str, ids: list[str], seed: int) -> DatasetVersion:
-        name = f"{self.dataset}:{split_name}"
-        with self.session.reading() as conn:
-            row = sql.split_row(conn, name)
-            parent = sql.dataset_row(conn, self.dataset)
-        if row is not None:
-            if (row[1], row[2]) != (self.version_id, seed):
-                raise DatasetError(f"{name} already exists as a split of another version or seed")
-            return Dataset(self.session, row[0], name, row[3]).version(self.label)
-        assert parent is not None  # this version's own dataset
-        rtype = parent[1]
-        manifest = self.members().set_index("record_id")
-        with self.session.writing() as (conn, run_id):
-            child = Dataset(self.session, sql.create_dataset(
-                conn, name, rtype, f"{split_name} split of {self.ref} (seed {seed})", run_id,
-                self.version_id, seed), name, rtype)
-            sql.add_members(conn, child.dataset_id,
-                            [(rid, manifest.at[rid, "record_type"]) for rid in ids], run_id)
-            return _release(conn, run_id, child, self.label, f"{split_name} split of {self.ref}",
-                            "minor", checksums=True)
+    def _values(self, feature_name: str | None, ids: list[str]) -> dict[str, str] | None:
+        """Each member's newest value (first column) of feature ``feature_name``."""
+        if feature_name is None:
+            return None
+        from flordb.lifecycle.features import get_feature
+
+        chosen = get_feature(self.session, feature_name).select("newest")
+        first = next(c for c in chosen.columns if c != "record_id")
+        values = {str(r): str(v) for r, v in zip(chosen["record_id"], chosen[first])}
+        missing = [rid for rid in ids if rid not in values]
+        if missing:
+            raise DatasetError(f"{len(missing)} member(s) of {self.ref} have no value of "
+                               f"{feature_name!r} to split by, e.g. {missing[0]!r}")
+        return values
+
+
+def _assign(ids: list[str], fractions: dict[str, float], seed: int,
+            groups: dict[str, str] | None, strata: dict[str, str] | None,
+            previous: dict[str, str]) -> dict[str, str]:
+    """Member -> split. Plain first splits cut one seeded permutation (so a seed keeps its
+    split); otherwise units (groups, or members) keep their earlier side, and the rest go,
+    in a seeded order, to the split furthest below its share of their stratum."""
+    from collections import Counter
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    names = list(fractions)
+    if groups is None and strata is None and not previous:
+        order = rng.permutation(len(ids))
+        out, start = {}, 0
+        for k, s in enumerate(names):
+            stop = len(ids) if k == len(names) - 1 else start + int(len(ids) * fractions[s])
+            out.update({ids[i]: s for i in order[start:stop]})
+            start = stop
+        return out
+    units: dict[str, list[str]] = {}
+    for rid in ids:
+        units.setdefault(groups[rid] if groups else rid, []).append(rid)
+    stratum = {key: Counter(strata[r] for r in members).most_common(1)[0][0] if strata else ""
+               for key, members in units.items()}
+    side: dict[str, str] = {}
+    for key, members in units.items():
+        was = sorted({previous[r] for r in members if r in previous})
+        if len(was) > 1:
+            raise DatasetError(f"group {key!r} was split over {was} in the earlier release: "
+                               "its members cannot all stay where they were")
+        if was:
+            side[key] = was[0]
+    size = Counter(stratum[k] for k in units for _ in units[k])
+    count: Counter[tuple[str, str]] = Counter()
+    for key, s in side.items():
+        count[(stratum[key], s)] += len(units[key])
+    free = sorted(k for k in units if k not in side)
+    for i in rng.permutation(len(free)):
+        key = free[i]
+        st = stratum[key]
+        s = max(names, key=lambda n: fractions[n] * size[st] - count[(st, n)])
+        side[key] = s
+        count[(st, s)] += len(units[key])
+    return {rid: side[key] for key, members in units.items() for rid in members}
 
 
 def _release(conn: sqlite3.Connection, run_id: int, ds: Dataset, label: str | None,
-             description: str, bump: Bump, checksums: bool) -> DatasetVersion:
+             description: str, bump: Bump, checksums: bool, parent_version: int | None = None,
+             split_spec: str | None = None) -> DatasetVersion:
     versions = sql.versions(conn, ds.dataset_id)
     labels = [v[0] for v in versions]
     if label in labels:
@@ -257,7 +342,8 @@ def _release(conn: sqlite3.Connection, run_id: int, ds: Dataset, label: str | No
         latest = versions[-1]  # nothing changed: the latest release is this version
         return DatasetVersion(ds.session, latest[2], ds.name, latest[0], digest, latest[3])
     label = label or _bump(labels, bump)
-    version_id = sql.release(conn, ds.dataset_id, label, digest, manifest, run_id, description)
+    version_id = sql.release(conn, ds.dataset_id, label, digest, manifest, run_id, description,
+                             parent_version, split_spec)
     return DatasetVersion(ds.session, version_id, ds.name, label, digest, len(manifest))
 
 

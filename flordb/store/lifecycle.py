@@ -104,12 +104,16 @@ def versions_frame(conn: sqlite3.Connection, dataset_id: int) -> pandas.DataFram
 
 def release(conn: sqlite3.Connection, dataset_id: int, label: str, content_hash: str,
             manifest: list[tuple[str, str, str | None]], run_id: int,
-            description: str) -> int:
-    """Insert a version and its frozen manifest; returns the version's id."""
+            description: str, parent_version: int | None = None,
+            split_spec: str | None = None) -> int:
+    """Insert a version and its frozen manifest (a split's: the version it was split from,
+    and how); returns the version's id."""
     version_id = inserted_id(conn.execute(
         "INSERT INTO dataset_versions (dataset_id, label, content_hash, n_members, released,"
-        " released_by, description) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (dataset_id, label, content_hash, len(manifest), time.time(), run_id, description)))
+        " released_by, description, parent_version, split_spec)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (dataset_id, label, content_hash, len(manifest), time.time(), run_id, description,
+         parent_version, split_spec)))
     conn.executemany(
         "INSERT INTO version_members (version_id, record_id, record_type, checksum)"
         " VALUES (?, ?, ?, ?)", [(version_id, *m) for m in manifest])
@@ -125,6 +129,15 @@ def version_row(conn: sqlite3.Connection, name: str, label: str | None
     if label:
         return conn.execute(sql + " AND v.label = ?", (name, label)).fetchone()
     return conn.execute(sql + " ORDER BY v.version_id DESC LIMIT 1", (name,)).fetchone()
+
+
+def split_versions(conn: sqlite3.Connection, name: str
+                   ) -> list[tuple[int, str, int | None, str | None]]:
+    """``(version_id, label, parent_version, split_spec)`` of every version of ``name``."""
+    return conn.execute(
+        "SELECT v.version_id, v.label, v.parent_version, v.split_spec FROM dataset_versions v"
+        " JOIN datasets d ON d.dataset_id = v.dataset_id WHERE d.name = ?"
+        " ORDER BY v.version_id", (name,)).fetchall()
 
 
 def manifest(conn: sqlite3.Connection, version_id: int) -> pandas.DataFrame:
@@ -195,10 +208,10 @@ def lineage_edges(conn: sqlite3.Connection) -> dict[str, list[tuple]]:
             " JOIN datasets d ON d.dataset_id = v.dataset_id WHERE v.released_by IS NOT NULL"
         ).fetchall(),
         "split": conn.execute(
-            "SELECT pd.name, pv.label, d.name, v.label FROM datasets d"
-            " JOIN dataset_versions pv ON pv.version_id = d.parent_version"
-            " JOIN datasets pd ON pd.dataset_id = pv.dataset_id"
-            " JOIN dataset_versions v ON v.dataset_id = d.dataset_id").fetchall(),
+            "SELECT pd.name, pv.label, d.name, v.label FROM dataset_versions v"
+            " JOIN datasets d ON d.dataset_id = v.dataset_id"
+            " JOIN dataset_versions pv ON pv.version_id = v.parent_version"
+            " JOIN datasets pd ON pd.dataset_id = pv.dataset_id").fetchall(),
         "nested": conn.execute(
             "SELECT m.record_id, d.name, v.label FROM version_members m"
             " JOIN dataset_versions v ON v.version_id = m.version_id"

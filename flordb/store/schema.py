@@ -290,8 +290,16 @@ CREATE TABLE run_output (
 ) WITHOUT ROWID;
 """
 
+_V6 = """
+ALTER TABLE dataset_versions ADD COLUMN parent_version INTEGER
+    REFERENCES dataset_versions (version_id);
+ALTER TABLE dataset_versions ADD COLUMN split_spec TEXT;
+UPDATE dataset_versions SET parent_version = (SELECT d.parent_version FROM datasets d
+    WHERE d.dataset_id = dataset_versions.dataset_id);
+"""
+
 #: MIGRATIONS[i] takes the store from schema version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

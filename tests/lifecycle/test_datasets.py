@@ -120,3 +120,60 @@ def test_reading_a_version_records_it_as_a_run_input(runtime, repo):
                         " direction = 'input'", (run,)).fetchall() == \
         [("dataset", "tiny@1.0.0", v.content_hash)]
     conn.close()
+
+
+def lab(n_subjects: int = 10, per: int = 6, start: int = 0):
+    """Images of subjects, with a subject feature and a grade to stratify by."""
+    subject = flor.feature("subject", record_type="image", columns={"value": str})
+    grade = flor.feature("grade", record_type="image", columns={"value": str})
+    images = []
+    for s in range(start, start + n_subjects):
+        for k in range(per):
+            rid = f"s{s:02d}/img{k}.png"
+            subject.add(rid, value=f"s{s:02d}")
+            grade.add(rid, value="sick" if s % 3 == 0 else "healthy")
+            images.append(rid)
+    return images
+
+
+def test_grouped_split_keeps_every_subject_on_one_side(runtime):
+    images = flor.dataset("retina", record_type="image")
+    images.add(lab())
+    v1 = images.release()
+    splits = v1.split({"train": 0.7, "test": 0.3}, seed=3, group_by="subject")
+    side = {rid: name for name, v in splits.items() for rid in ids(v.members())}
+    assert len(side) == 60
+    by_subject: dict[str, set] = {}
+    for rid, name in side.items():
+        by_subject.setdefault(rid.split("/")[0], set()).add(name)
+    assert all(len(sides) == 1 for sides in by_subject.values())  # no leakage
+    assert sum(1 for s in side.values() if s == "test") == 18  # 3 of 10 subjects
+    stratified = v1.split({"a": 0.5, "b": 0.5}, seed=1, stratify_by="grade")
+    sick = {name: sum(1 for rid in ids(v.members()) if int(rid[1:3]) % 3 == 0)
+            for name, v in stratified.items()}
+    assert sick == {"a": 12, "b": 12}  # 24 sick images, spread in proportion
+
+
+def test_a_later_release_reuses_the_split_names_and_moves_nobody(runtime):
+    images = flor.dataset("retina2", record_type="image")
+    images.add(lab(10))
+    v1 = images.release()
+    first = v1.split({"train": 0.7, "test": 0.3}, seed=3, group_by="subject")
+    was_test = set(ids(first["test"].members()))
+    images.add(lab(5, start=10))  # five more subjects
+    images.remove([r for r in ids(images.members()) if r.startswith("s01/")])  # one withdrawn
+    v2 = images.release()
+    second = v2.split({"train": 0.7, "test": 0.3}, seed=3, group_by="subject")
+    assert second["test"].ref == "retina2:test@1.1.0"
+    now_test, now_train = set(ids(second["test"].members())), set(ids(second["train"].members()))
+    assert was_test - {r for r in was_test if r.startswith("s01/")} <= now_test
+    assert not (was_test & now_train)
+    assert now_test | now_train == set(ids(v2.members()))
+    assert {r.split("/")[0] for r in now_test}.isdisjoint({r.split("/")[0] for r in now_train})
+    assert second["test"].content_hash == v2.split(
+        {"train": 0.7, "test": 0.3}, seed=3, group_by="subject")["test"].content_hash
+    assert first["test"].members()["record_id"].tolist() == sorted(was_test)  # v1's kept
+    lineage = flor.lineage("retina2:test@1.1.0")
+    assert "retina2@1.1.0" in set(lineage["ref"])
+    with pytest.raises(DatasetError, match="another version or seed"):
+        v2.split({"train": 0.7, "test": 0.3}, seed=4, group_by="subject")
