@@ -338,11 +338,12 @@ def feature_store(record_type: str, how: Selector = "newest") -> pandas.DataFram
 
 
 def training_data(version: Any, features: Iterable[str] = (), label: str | None = None,
-                  how: Selector = "newest") -> pandas.DataFrame:
-    """Members of a dataset version joined with feature and label values (recorded as inputs)."""
+                  how: Selector = "newest", as_of: Any = None) -> pandas.DataFrame:
+    """Members of a dataset version joined with feature and label values (recorded as
+    inputs); ``as_of`` (a version, a run id, a time) leaves out values stored later."""
     from flordb.lifecycle.registry import training_data as _training_data
 
-    return _training_data(_session, version, list(features), label, how)
+    return _training_data(_session, version, list(features), label, how, as_of)
 
 
 # --------------------------------------------------------------------- FlorDB's constants

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 #: Column types a feature may declare, by the name stored.
 TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+#: When a read is made as of: a dataset version (its release), a run id (when that run read
+#: the feature), or a time (a datetime or an ISO string).
+AsOf = Any
+
 #: How one value per record is chosen.
 Selector = Literal["newest", "majority"]
 SELECTORS: tuple[Selector, ...] = get_args(Selector)
@@ -139,13 +143,14 @@ class Feature:
                 out[col] = _term(self.name, col, terms, out[col])
         return out
 
-    def values(self) -> pandas.DataFrame:
+    def values(self, as_of: AsOf = None) -> pandas.DataFrame:
         """Every value: ``record_id``, the columns, ``annotator, workflow, run_id, tstamp,
-        created``, oldest first."""
+        created``, oldest first. With ``as_of`` (a dataset version, a run id or a time), only
+        the values stored by then: for a run, by the time it read this feature."""
         import pandas as pd
 
         with self.session.reading() as conn:
-            rows = sql.feature_values(conn, self.feature_id)
+            rows = sql.feature_values(conn, self.feature_id, self._when(conn, as_of))
         cols = list(self.columns)
         frame = pd.DataFrame(
             [(rid, *[json.loads(val)[c] for c in cols], *rest) for rid, val, *rest in rows],
@@ -153,14 +158,41 @@ class Feature:
                      "created"])
         return frame
 
+    def _when(self, conn: Any, as_of: AsOf) -> float | None:
+        """``as_of`` as epoch seconds."""
+        import datetime as _dt
+
+        import pandas as pd
+
+        from flordb.lifecycle.datasets import DatasetVersion
+
+        if as_of is None:
+            return None
+        if isinstance(as_of, DatasetVersion):
+            return float(sql.released_at(conn, as_of.version_id))
+        if isinstance(as_of, int) and not isinstance(as_of, bool):
+            when = sql.read_at(conn, as_of, self.name)
+            if when is None:
+                raise FeatureError(f"as_of={as_of}: no run {as_of}")
+            return float(when)
+        if isinstance(as_of, (str, _dt.datetime)):
+            stamp = pd.Timestamp(as_of)
+            if stamp.tzinfo is None:
+                stamp = stamp.tz_localize(_dt.datetime.now().astimezone().tzinfo)
+            return float(stamp.timestamp())
+        raise FeatureError(f"as_of takes a dataset version, a run id or a time, not "
+                           f"{type(as_of).__name__}")
+
     def select(self, how: Selector = "newest", annotator: str | None = None,
-               workflow: str | None = None, column: str | None = None) -> pandas.DataFrame:
+               workflow: str | None = None, column: str | None = None,
+               as_of: AsOf = None) -> pandas.DataFrame:
         """One value per record: the ``newest``, or the ``majority`` vote on ``column`` (default
         the first; ties go to the newest), among the values of ``annotator``/``workflow`` when
-        given. Majority rows say how many ``votes`` the value got out of ``voters``."""
+        given, and stored by ``as_of`` (see :meth:`values`). Majority rows say how many
+        ``votes`` the value got out of ``voters``."""
         if how not in SELECTORS:
             raise FeatureError(f"select how={how!r}: choose one of {', '.join(SELECTORS)}")
-        frame = self.values()
+        frame = self.values(as_of)
         if annotator is not None:
             frame = frame[frame["annotator"] == annotator]
         if workflow is not None:

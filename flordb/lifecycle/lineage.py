@@ -82,13 +82,27 @@ def _edges(conn: sqlite3.Connection) -> list[tuple[str, str]]:
               for parent, plabel, child, label in raw["split"]]
     edges += [(f"dataset:{member}", f"dataset:{name}@{label}")
               for member, name, label in raw["nested"]]
-    for run, direction, kind, ref, checksum in raw["io"]:
+    labellers: dict[str, list[tuple[int, float]]] = {}
+    for name, run, first in raw["labelled"]:
+        edges.append((f"run:{run}", f"feature:{name}"))
+        labellers.setdefault(name, []).append((run, first))
+    for run, direction, kind, ref, checksum, at in raw["io"]:
+        if kind == "feature" and direction == "input":
+            # What this run read of the feature: only the labels stored before it read them.
+            read = _read_node(ref, run)
+            edges.append((read, f"run:{run}"))
+            edges += [(f"run:{labeller}", read) for labeller, first in labellers.get(ref, [])
+                      if first <= at]
+            continue
         node = _io_node(kind, ref, checksum)
         edges.append((node, f"run:{run}") if direction == "input" else (f"run:{run}", node))
     edges += [(f"run:{run}", f"checkpoint:{run}:{loop_id}:{it}")
               for run, loop_id, it in raw["checkpoints"]]
-    edges += [(f"run:{run}", f"feature:{name}") for name, run in raw["labelled"]]
     return edges
+
+
+def _read_node(feature: str, run: int) -> str:
+    return f"feature:{feature} read by run {run}"
 
 
 def _io_node(kind: str, ref: str, checksum: str | None) -> str:
@@ -115,8 +129,9 @@ def _resolve(session: Session, target: Any, edges: list[tuple[str, str]]) -> lis
     text = str(target)
     if f"dataset:{text}" in nodes:
         return [f"dataset:{text}"]
-    if f"feature:{text}" in nodes:
-        return [f"feature:{text}"]
+    if f"feature:{text}" in nodes:  # the feature, and every read of it
+        return sorted(n for n in nodes if n == f"feature:{text}"
+                      or n.startswith(f"feature:{text} read by run "))
     ref = session.resolve_project().relative(Path(text).resolve())
     files = sorted(n for n in nodes if n.startswith(f"file:{ref}@") or
                    n.startswith(f"file:{text}@"))

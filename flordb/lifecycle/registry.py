@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from flordb.errors import RegistryError
 from flordb.lifecycle.datasets import DatasetVersion
-from flordb.lifecycle.features import Selector, get_feature
+from flordb.lifecycle.features import AsOf, Selector, get_feature
 from flordb.store import registry as sql
 
 #: Which end of a metric is best.
@@ -125,18 +125,23 @@ def feature_store(session: Session, record_type: str, how: Selector = "newest"
 
 
 def training_data(session: Session, version: DatasetVersion, features: Sequence[str] = (),
-                  label: str | None = None, how: Selector = "newest") -> pandas.DataFrame:
+                  label: str | None = None, how: Selector = "newest",
+                  as_of: AsOf = None) -> pandas.DataFrame:
     """The members of ``version`` with the selected values of ``features`` and ``label``
-    (one row per member, in record order), recorded as inputs of the current run."""
+    (one row per member, in record order), recorded as inputs of the current run. With
+    ``as_of`` (a dataset version, a run id, a time), values stored later are left out:
+    ``as_of=<run id of a training>`` reads exactly what that training read."""
     frame = version.read()[["record_id"]]
     for name in [*features, *([label] if label else [])]:
-        frame = frame.merge(_wide(session, name, how, record=True), on="record_id", how="left")
+        frame = frame.merge(_wide(session, name, how, record=True, as_of=as_of),
+                            on="record_id", how="left")
     return frame.reset_index(drop=True)
 
 
-def _wide(session: Session, name: str, how: Selector, record: bool) -> pandas.DataFrame:
+def _wide(session: Session, name: str, how: Selector, record: bool,
+          as_of: AsOf = None) -> pandas.DataFrame:
     f = get_feature(session, name)
-    chosen = f.read(how) if record else f.select(how)
+    chosen = f.read(how, as_of=as_of) if record else f.select(how, as_of=as_of)
     cols = list(f.columns)
     # One column: the feature's name; several: a column named as the feature keeps the name
     # (row["grade"]), the others are "<feature>.<column>".

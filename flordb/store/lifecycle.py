@@ -185,13 +185,33 @@ def put_values(conn: sqlite3.Connection, feature_id: int, run_id: int,
         [(feature_id, rid, run_id, annotator, workflow, now, value) for rid, value in values])
 
 
-def feature_values(conn: sqlite3.Connection, feature_id: int) -> list[tuple]:
+def feature_values(conn: sqlite3.Connection, feature_id: int, as_of: float | None = None
+                   ) -> list[tuple]:
     """``(record_id, value JSON, annotator, workflow, run_id, tstamp, created)``, oldest
-    first."""
+    first; with ``as_of`` (epoch seconds), only those stored by then."""
+    when = "" if as_of is None else " AND v.created <= ?"
     return conn.execute(
         "SELECT v.record_id, v.value, v.annotator, v.workflow, v.run_id, r.tstamp,"
         " v.created FROM feature_values v JOIN runs r ON r.run_id = v.run_id"
-        " WHERE v.feature_id = ? ORDER BY v.created, v.run_id", (feature_id,)).fetchall()
+        f" WHERE v.feature_id = ?{when} ORDER BY v.created, v.run_id",
+        (feature_id,) if as_of is None else (feature_id, as_of)).fetchall()
+
+
+def released_at(conn: sqlite3.Connection, version_id: int) -> float:
+    """When a dataset version was released (epoch seconds)."""
+    return conn.execute("SELECT released FROM dataset_versions WHERE version_id = ?",
+                        (version_id,)).fetchone()[0]
+
+
+def read_at(conn: sqlite3.Connection, run_id: int, feature: str) -> float | None:
+    """When run ``run_id`` read feature ``feature`` (its last read), or when it started if it
+    never did; None if there is no such run."""
+    row = conn.execute("SELECT at FROM run_io WHERE run_id = ? AND direction = 'input' AND"
+                       " kind = 'feature' AND ref = ?", (run_id, feature)).fetchone()
+    if row is not None:
+        return row[0]
+    row = conn.execute("SELECT started FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return None if row is None else row[0]
 
 
 # ----------------------------------------------------------------------------- lineage
@@ -200,8 +220,8 @@ def feature_values(conn: sqlite3.Connection, feature_id: int) -> list[tuple]:
 def lineage_edges(conn: sqlite3.Connection) -> dict[str, list[tuple]]:
     """The raw edges lineage is made of, by kind: ``released`` (run, dataset, label),
     ``split`` (parent dataset, parent label, child dataset, child label), ``nested`` (member
-    ref, dataset, label), ``io`` (run, direction, kind, ref, checksum), ``checkpoints`` (run,
-    loop, iteration), ``labelled`` (feature, run)."""
+    ref, dataset, label), ``io`` (run, direction, kind, ref, checksum, when), ``checkpoints`` (run,
+    loop, iteration), ``labelled`` (feature, run, when its first value was stored)."""
     return {
         "released": conn.execute(
             "SELECT v.released_by, d.name, v.label FROM dataset_versions v"
@@ -218,12 +238,13 @@ def lineage_edges(conn: sqlite3.Connection) -> dict[str, list[tuple]]:
             " JOIN datasets d ON d.dataset_id = v.dataset_id WHERE m.record_type = 'dataset'"
         ).fetchall(),
         "io": conn.execute(
-            "SELECT run_id, direction, kind, ref, checksum FROM run_io").fetchall(),
+            "SELECT run_id, direction, kind, ref, checksum, at FROM run_io").fetchall(),
         "checkpoints": conn.execute(
             "SELECT DISTINCT run_id, loop_id, iter FROM checkpoints").fetchall(),
         "labelled": conn.execute(
-            "SELECT DISTINCT f.name, v.run_id FROM feature_values v"
-            " JOIN features f ON f.feature_id = v.feature_id").fetchall(),
+            "SELECT f.name, v.run_id, MIN(v.created) FROM feature_values v"
+            " JOIN features f ON f.feature_id = v.feature_id GROUP BY f.name, v.run_id"
+        ).fetchall(),
     }
 
 

@@ -61,7 +61,45 @@ def test_poisoned_dataset_names_every_model_trained_on_it(runtime, repo):
     run_row = up[(up["kind"] == "run") & (up["ref"] == str(d))].iloc[0]
     assert run_row["snapshot"] and run_row["env_hash"] and run_row["status"] == "completed"
     labelled = flor.lineage("model_e.npy")
-    assert {"quality", str(labelling), "scans@2.0.0"} <= set(labelled["ref"])
+    assert {f"quality read by run {e}", str(labelling), "scans@2.0.0"} <= set(labelled["ref"])
     assert "scans@1.0.0" not in set(labelled["ref"])
     with pytest.raises(LookupError, match="nothing in the lineage"):
         flor.lineage("nope.npy")
+
+
+def test_labels_as_of_a_training_and_lineage_in_time(runtime):
+    """Model D read the labels of two graders; a third grades later. Reading as of D's run
+    gives exactly what D read, and D's lineage names only the graders before it."""
+    import time
+
+    images = flor.dataset("fundus", record_type="image")
+    images.add([f"i{k}.png" for k in range(6)])
+    v = images.release()
+    grade = flor.feature("dr_grade", record_type="image", columns={"value": int})
+    graders = []
+    for who, offset in (("ann", 0), ("bob", 1)):
+        for k in range(6):
+            grade.add(f"i{k}.png", value=(k + offset) % 3, annotator=who)
+        graders.append(runtime.run_id)
+        flor.commit()
+    read = flor.training_data(v, label="dr_grade")
+    d = runtime.run_id
+    flor.commit()
+    time.sleep(0.01)
+    for k in range(6):  # a third grader, after D trained
+        grade.add(f"i{k}.png", value=2, annotator="cy")
+    late = runtime.run_id
+    flor.commit()
+    assert flor.feature("dr_grade").select("newest")["value"].tolist() == [2] * 6
+    again = grade.select("newest", as_of=d)
+    assert again["value"].tolist() == read["dr_grade"].tolist()
+    assert grade.select("newest", as_of=v)["value"].tolist() == []  # released before labels
+    replayed = flor.training_data(v, label="dr_grade", as_of=d)
+    assert replayed.equals(read)
+    up = flor.lineage(d)
+    runs = set(up.loc[up["kind"] == "run", "ref"].astype(int))
+    assert set(graders) <= runs and late not in runs
+    after = flor.derived(late)  # the late grader's labels reached no earlier training
+    assert d not in set(after.loc[after["kind"] == "run", "ref"].astype(int))
+    before = flor.derived(graders[0])
+    assert d in set(before.loc[before["kind"] == "run", "ref"].astype(int))
