@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = ["log", "arg", "loop", "iteration", "checkpointing", "set_epsilon", "commit",
            "dataframe", "pivot", "query", "replay", "input", "output", "executions", "dataset",
-           "get_dataset", "datasets", "feature", "lineage", "derived", "best", "load_checkpoint",
-           "feature_store", "training_data", "plot", "utils", "FlorError"]
+           "get_dataset", "datasets", "import_bag", "feature", "lineage", "derived", "best",
+           "load_checkpoint", "feature_store", "training_data", "plot", "utils", "FlorError"]
 __version__ = "0.1.0"
 
 T = TypeVar("T")
@@ -284,6 +284,15 @@ def get_dataset(name: str) -> Dataset:
     from flordb.lifecycle.datasets import get_dataset as _get_dataset
 
     return _get_dataset(_session, name)
+
+
+def import_bag(path: str | os.PathLike[str]) -> Any:
+    """Verify the dataset bag at ``path`` (made by ``DatasetVersion.export``), copy its files
+    into this project and release its version here; a tampered bag raises ``IntegrityError``.
+    """
+    from flordb.lifecycle.bags import import_bag as _import_bag
+
+    return _import_bag(_session, path)
 
 
 def datasets() -> pandas.DataFrame:
