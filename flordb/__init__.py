@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 
 __all__ = ["log", "arg", "loop", "iteration", "checkpointing", "set_epsilon", "commit",
            "dataframe", "pivot", "query", "replay", "input", "output", "executions", "dataset",
-           "get_dataset", "datasets", "import_bag", "feature", "lineage", "derived", "best",
-           "load_checkpoint", "feature_store", "training_data", "plot", "utils", "FlorError"]
+           "get_dataset", "datasets", "import_bag", "record_type", "ref", "feature", "lineage",
+           "derived", "best", "load_checkpoint", "feature_store", "training_data", "plot",
+           "utils", "FlorError"]
 __version__ = "0.1.0"
 
 T = TypeVar("T")
@@ -284,6 +285,21 @@ def get_dataset(name: str) -> Dataset:
     from flordb.lifecycle.datasets import get_dataset as _get_dataset
 
     return _get_dataset(_session, name)
+
+
+def record_type(name: str, attributes: dict[str, Any] | None = None) -> Any:
+    """The record type ``name`` with typed ``attributes`` (``str``, ``int``, ``float``,
+    ``bool`` or ``flor.ref("<record type>")``); see :mod:`flordb.lifecycle.records`."""
+    from flordb.lifecycle.records import record_type as _record_type
+
+    return _record_type(_session, name, attributes)
+
+
+def ref(record_type: str) -> Any:
+    """An attribute type for :func:`record_type`: a reference to a record of another type."""
+    from flordb.lifecycle.records import ref as _ref
+
+    return _ref(record_type)
 
 
 def import_bag(path: str | os.PathLike[str]) -> Any:

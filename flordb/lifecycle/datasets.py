@@ -85,8 +85,34 @@ class Dataset:
             record_type: str | None = None) -> int:
         """Add members (record ids, or dataset versions to nest); returns how many were new."""
         rows = [_member(r, record_type or self.record_type) for r in _iterable(records)]
+        self._check_members(rows)
         with self.session.writing() as (conn, run_id):
             return sql.add_members(conn, self.dataset_id, rows, run_id)
+
+    def _check_members(self, rows: list[tuple[str, str]]) -> None:
+        """Members of a declared record type must be records of it."""
+        from flordb.lifecycle.records import lookup
+
+        for rtype in {t for _, t in rows if t != DATASET}:
+            declared = lookup(self.session, rtype)
+            if declared is None:
+                continue
+            missing = declared.missing([rid for rid, t in rows if t == rtype])
+            if missing:
+                raise DatasetError(f"{self.name}: {missing[0]!r} is not a {rtype} record"
+                                   + (f" (and {len(missing) - 1} more)"
+                                      if len(missing) > 1 else "")
+                                   + f"; add it with flor.record_type({rtype!r}).add(...)")
+
+    def types(self) -> list[str]:
+        """The dataset's types (``training``, ``testing``...; a split's is its split name)."""
+        with self.session.reading() as conn:
+            return sql.dataset_types(conn, self.dataset_id)
+
+    def set_types(self, *types: str) -> None:
+        """Say what the dataset is for: ``set_types("training")``."""
+        with self.session.writing() as (conn, _):
+            sql.set_dataset_types(conn, self.dataset_id, list(types))
 
     def remove(self, records: str | DatasetVersion | Iterable[str | DatasetVersion]) -> int:
         """Remove members from the working set; returns how many were there."""
@@ -262,6 +288,8 @@ class DatasetVersion:
                     sql.remove_members(conn, child.dataset_id,
                                        [rid for rid, _ in sql.members(conn, child.dataset_id)])
                 chosen = [rid for rid in ids if sides[rid] == s]
+                sql.set_dataset_types(conn, child.dataset_id,
+                                      [*sql.dataset_types(conn, child.dataset_id), s])
                 sql.add_members(conn, child.dataset_id,
                                 [(rid, manifest.at[rid, "record_type"]) for rid in chosen],
                                 run_id)
@@ -271,14 +299,24 @@ class DatasetVersion:
         return out
 
     def _values(self, feature_name: str | None, ids: list[str]) -> dict[str, str] | None:
-        """Each member's newest value (first column) of feature ``feature_name``."""
+        """Each member's value of ``feature_name``: an attribute of the members' record type
+        when it has one, else the newest value (first column) of that feature."""
         if feature_name is None:
             return None
         from flordb.lifecycle.features import get_feature
+        from flordb.lifecycle.records import lookup
 
-        chosen = get_feature(self.session, feature_name).select("newest")
-        first = next(c for c in chosen.columns if c != "record_id")
-        values = {str(r): str(v) for r, v in zip(chosen["record_id"], chosen[first])}
+        with self.session.reading() as conn:
+            rtype = (sql.dataset_row(conn, self.dataset) or (0, ""))[1]
+        declared = lookup(self.session, rtype)
+        if declared is not None and feature_name in declared.attributes:
+            table = declared.records()
+            values = {str(r): str(v) for r, v in zip(table["record_id"], table[feature_name])
+                      if v is not None}
+        else:
+            chosen = get_feature(self.session, feature_name).select("newest")
+            first = next(c for c in chosen.columns if c != "record_id")
+            values = {str(r): str(v) for r, v in zip(chosen["record_id"], chosen[first])}
         missing = [rid for rid in ids if rid not in values]
         if missing:
             raise DatasetError(f"{len(missing)} member(s) of {self.ref} have no value of "

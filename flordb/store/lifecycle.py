@@ -149,6 +149,62 @@ def manifest(conn: sqlite3.Connection, version_id: int) -> pandas.DataFrame:
         " ORDER BY record_id", conn, params=(version_id,))
 
 
+def set_dataset_types(conn: sqlite3.Connection, dataset_id: int, types: list[str]) -> None:
+    """Replace a dataset's types (``training``, ``testing``...)."""
+    conn.execute("UPDATE datasets SET types = ? WHERE dataset_id = ?",
+                 (json.dumps(sorted(set(types))), dataset_id))
+
+
+def dataset_types(conn: sqlite3.Connection, dataset_id: int) -> list[str]:
+    """A dataset's types."""
+    return json.loads(conn.execute("SELECT types FROM datasets WHERE dataset_id = ?",
+                                   (dataset_id,)).fetchone()[0])
+
+
+# ----------------------------------------------------------------------------- record types
+
+
+def record_type_row(conn: sqlite3.Connection, name: str) -> tuple[int, str] | None:
+    """``(type_id, attributes JSON)`` of record type ``name``."""
+    return conn.execute("SELECT type_id, attributes FROM record_types WHERE name = ?",
+                        (name,)).fetchone()
+
+
+def create_record_type(conn: sqlite3.Connection, name: str, attributes: dict[str, str],
+                       run_id: int) -> int:
+    """Insert a record type; returns its id."""
+    return inserted_id(conn.execute(
+        "INSERT INTO record_types (name, attributes, created, created_by) VALUES (?, ?, ?, ?)",
+        (name, json.dumps(attributes), time.time(), run_id)))
+
+
+def put_records(conn: sqlite3.Connection, type_id: int, rows: list[tuple[str, str]],
+                run_id: int) -> None:
+    """Insert or replace ``(record_id, attributes JSON)`` records of a type."""
+    now = time.time()
+    conn.executemany(
+        "INSERT OR REPLACE INTO typed_records (type_id, record_id, attrs, created, created_by)"
+        " VALUES (?, ?, ?, ?, ?)", [(type_id, rid, attrs, now, run_id) for rid, attrs in rows])
+
+
+def records_of(conn: sqlite3.Connection, type_id: int) -> list[tuple[str, str]]:
+    """``(record_id, attributes JSON)`` of every record of a type, by id."""
+    return conn.execute("SELECT record_id, attrs FROM typed_records WHERE type_id = ?"
+                        " ORDER BY record_id", (type_id,)).fetchall()
+
+
+def existing_records(conn: sqlite3.Connection, type_id: int, record_ids: list[str]
+                     ) -> set[str]:
+    """The ids among ``record_ids`` that are records of the type."""
+    found: set[str] = set()
+    for start in range(0, len(record_ids), 500):
+        batch = record_ids[start:start + 500]
+        found |= {r for r, in conn.execute(
+            f"SELECT record_id FROM typed_records WHERE type_id = ? AND record_id IN"
+            f" ({','.join('?' * len(batch))})", (type_id, *batch))}
+    return found
+
+
 # ----------------------------------------------------------------------------- features
 
 

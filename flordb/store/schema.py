@@ -298,8 +298,27 @@ UPDATE dataset_versions SET parent_version = (SELECT d.parent_version FROM datas
     WHERE d.dataset_id = dataset_versions.dataset_id);
 """
 
+_V7 = """
+CREATE TABLE record_types (
+    type_id    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    attributes TEXT NOT NULL,
+    created    REAL NOT NULL,
+    created_by INTEGER REFERENCES runs (run_id)
+);
+CREATE TABLE typed_records (
+    type_id    INTEGER NOT NULL REFERENCES record_types (type_id),
+    record_id  TEXT NOT NULL,
+    attrs      TEXT NOT NULL,
+    created    REAL NOT NULL,
+    created_by INTEGER REFERENCES runs (run_id),
+    PRIMARY KEY (type_id, record_id)
+) WITHOUT ROWID;
+ALTER TABLE datasets ADD COLUMN types TEXT NOT NULL DEFAULT '[]';
+"""
+
 #: MIGRATIONS[i] takes the store from schema version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
