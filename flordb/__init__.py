@@ -32,6 +32,7 @@ from flordb.runtime import current as _current
 
 if TYPE_CHECKING:
     import os
+    from pathlib import Path
 
     import pandas
     from matplotlib.figure import Figure
@@ -42,9 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = ["log", "arg", "loop", "iteration", "checkpointing", "set_epsilon", "commit",
            "dataframe", "pivot", "query", "replay", "input", "output", "executions", "dataset",
-           "get_dataset", "datasets", "import_bag", "record_type", "ref", "feature", "lineage",
-           "derived", "best", "load_checkpoint", "feature_store", "training_data", "plot",
-           "utils", "FlorError"]
+           "get_dataset", "datasets", "export_bag", "import_bag", "record_type", "ref",
+           "feature", "lineage", "derived", "best", "load_checkpoint", "feature_store",
+           "training_data", "plot", "utils", "FlorError"]
 __version__ = "0.1.0"
 
 T = TypeVar("T")
@@ -300,6 +301,14 @@ def ref(record_type: str) -> Any:
     from flordb.lifecycle.records import ref as _ref
 
     return _ref(record_type)
+
+
+def export_bag(version: Any, dest: str | os.PathLike[str]) -> Path:
+    """A released dataset version as a BagIt bag in the new directory ``dest``: its files,
+    manifest, labels as of the release and provenance, citable by its content hash."""
+    from flordb.lifecycle.bags import export
+
+    return export(_session, version, dest)
 
 
 def import_bag(path: str | os.PathLike[str]) -> Any:

@@ -54,9 +54,9 @@ def test_the_public_names(repo):
     assert flordb.__all__ == [
         "log", "arg", "loop", "iteration", "checkpointing", "set_epsilon", "commit",
         "dataframe", "pivot", "query", "replay", "input", "output", "executions", "dataset",
-        "get_dataset", "datasets", "import_bag", "record_type", "ref", "feature", "lineage",
-        "derived", "best", "load_checkpoint", "feature_store", "training_data", "plot", "utils",
-        "FlorError"]
+        "get_dataset", "datasets", "export_bag", "import_bag", "record_type", "ref",
+        "feature", "lineage", "derived", "best", "load_checkpoint", "feature_store",
+        "training_data", "plot", "utils", "FlorError"]
     assert all(hasattr(flordb, n) for n in flordb.__all__)
     assert issubclass(flordb.errors.UntrustedStoreError, flordb.FlorError)
 

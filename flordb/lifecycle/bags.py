@@ -1,6 +1,6 @@
 """Share and cite a released dataset version: a self-describing BagIt bag (RFC 8493).
 
-    bag = flor.dataset("scans").version("1.0.0").export("scans-1.0.0")   # a directory
+    bag = flor.export_bag(flor.get_dataset("scans").version("1.0.0"), "scans-1.0.0")
     v = flor.import_bag("scans-1.0.0")       # in another project: verified, then released
 
 A bag holds, under ``data/``:
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 FILES = "files"
 
 
-def export(session: Session, version: DatasetVersion, dest: str | Path) -> Path:
+def export(session: Session, version: DatasetVersion, dest: str | os.PathLike[str]) -> Path:
     """Write ``version`` as a bag in the new directory ``dest``; returns its path."""
     import bagit
 

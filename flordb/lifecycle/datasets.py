@@ -202,13 +202,6 @@ class DatasetVersion:
                 raise IntegrityError(f"{self.ref}: {len(changed)} file(s) changed since release,"
                                      f" e.g. {changed[0]}")
 
-    def export(self, dest: str | Path) -> Path:
-        """This version as a BagIt bag in the new directory ``dest`` (files, labels as of the
-        release, provenance), citable by its content hash: see :mod:`flordb.lifecycle.bags`."""
-        from flordb.lifecycle.bags import export
-
-        return export(self.session, self, dest)
-
     def read(self, recursive: bool = True) -> pandas.DataFrame:
         """The members, recording this version as an input of the current run. Nested
         versions are replaced by their own members (``via`` names the nesting); with

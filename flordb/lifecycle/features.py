@@ -164,11 +164,9 @@ class Feature:
 
         import pandas as pd
 
-        from flordb.lifecycle.datasets import DatasetVersion
-
         if as_of is None:
             return None
-        if isinstance(as_of, DatasetVersion):
+        if hasattr(as_of, "version_id") and hasattr(as_of, "content_hash"):  # a version
             return float(sql.released_at(conn, as_of.version_id))
         if isinstance(as_of, int) and not isinstance(as_of, bool):
             when = sql.read_at(conn, as_of, self.name)

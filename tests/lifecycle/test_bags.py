@@ -21,7 +21,7 @@ for k in range(4):
 flor.commit()
 v = scans.release()
 grade.add("img/0.png", value=5, annotator="late")  # after the release: not in the bag
-bag = v.export("../bag")
+bag = flor.export_bag(v, "../bag")
 print(v.content_hash)
 '''
 IMPORT = '''
