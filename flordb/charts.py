@@ -26,6 +26,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from flordb.errors import PlotError
+from flordb.values import is_missing
 
 if TYPE_CHECKING:
     import numpy as np
@@ -194,13 +195,6 @@ def _figure_class() -> type[Figure]:
             return out.getvalue()
 
     return NotebookFigure
-
-
-def is_missing(value: object) -> bool:
-    """Whether ``value`` is a hole (None or NaN) in a frame."""
-    import pandas as pd
-
-    return value is None or (not isinstance(value, (list, dict)) and bool(pd.isna(value)))
 
 
 def _colors(n: int) -> list:

@@ -170,3 +170,17 @@ def decode(value: Any, vtype: str, text: str | None = None) -> Any:
     if vtype == "repr":
         return Unpicklable(value, text)
     raise ValueError(f"unknown stored value type {vtype!r}")
+
+
+def is_missing(value: object) -> bool:
+    """Whether ``value`` is a hole in a frame (None, NaN, NA); a list or dict never is."""
+    if value is None:
+        return True
+    if isinstance(value, (list, dict, str, bytes)):
+        return False
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # an array-like: not a single hole
+        return False

@@ -20,6 +20,7 @@ from flordb.errors import RegistryError
 from flordb.lifecycle.datasets import DatasetVersion
 from flordb.lifecycle.features import AsOf, Selector, get_feature
 from flordb.store import registry as sql
+from flordb.values import is_missing
 
 #: Which end of a metric is best.
 Objective = Literal["max", "min"]
@@ -72,19 +73,13 @@ def _checkpoint_of(conn: sqlite3.Connection, root: Path, row: pandas.Series,
     loop_id, iterations = main
     it: int | None = None
     wanted: int | None = iterations  # a value logged after the loop: the loop's end state
-    if outer is not None and not _missing(row[outer]):
+    if outer is not None and not is_missing(row[outer]):
         it = int(row[outer]) - 1
         wanted = it + 1
     from flordb.checkpoint import available
 
     have = available(conn, run, loop_id, root)
     return loop_id, it, wanted if wanted in have else None
-
-
-def _missing(value: Any) -> bool:
-    import pandas as pd
-
-    return value is None or bool(pd.isna(value))
 
 
 def load_checkpoint(session: Session, row: pandas.Series | pandas.DataFrame,
@@ -96,7 +91,7 @@ def load_checkpoint(session: Session, row: pandas.Series | pandas.DataFrame,
 
     if hasattr(row, "iloc") and hasattr(row, "columns"):
         row = row.iloc[0]
-    if _missing(row.get("checkpoint")):
+    if is_missing(row.get("checkpoint")):
         raise RegistryError(f"no checkpoint holds the state of that row (run {row['run_id']}): "
                             "it was not taken (see flor.set_epsilon) or was deleted")
     with session.reading() as conn:

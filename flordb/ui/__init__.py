@@ -25,6 +25,8 @@ from werkzeug.exceptions import HTTPException
 from flordb.errors import FlorError
 from flordb.store import browse
 from flordb.store.db import connect_reader
+from flordb.store.frames import SUMMARIES
+from flordb.values import is_missing
 
 #: Filter operators of the dataframe page.
 OPS = ("==", "!=", ">", ">=", "<", "<=", "contains")
@@ -167,16 +169,14 @@ def _metric_columns() -> list[tuple[str, str]]:
         if not words:
             continue
         name, summary = (" ".join(words[:-1]), words[-1]) if len(words) > 1 \
-            and words[-1] in ("last", "max", "min") else (" ".join(words), "last")
+            and words[-1] in SUMMARIES else (" ".join(words), "last")
         out.append((name, summary))
     return out
 
 
 def _cell(value: Any) -> str:
     """A value as a table cell: numbers short, missing values empty."""
-    from flordb import charts
-
-    if charts.is_missing(value):
+    if is_missing(value):
         return ""
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
@@ -287,7 +287,7 @@ def series_json() -> Response:
         out_runs.append({
             "tstamp": tstamp, "label": labels[tstamp], "replayed": tstamp in replayed,
             "args": {} if row is None else {k: _jsonable(v) for k, v in row.items()
-                                             if k != "run_id" and not charts.is_missing(v)},
+                                             if k != "run_id" and not is_missing(v)},
             "x": _floats(xs), "y": _floats(ys)})
     groups = None
     if group is not None:
