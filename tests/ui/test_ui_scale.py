@@ -211,15 +211,16 @@ def test_scatter_of_an_arg_against_a_metric(served):
     repo, base, page = served
     from flordb.store.frames import runs_where
 
+    want = runs_where(repo, "lr == 0.01", [("acc", "max")])
     page.goto(base + "/scatter")
     page.select_option("#x", "seed")
     page.select_option("#name", "acc")
     page.fill("#q", "lr == 0.01")
-    page.evaluate("delete document.body.dataset.drawn")
     page.dispatch_event("#q", "change")
-    page.wait_for_function("window.florScatter && document.body.dataset.drawn")
+    # Earlier answers (before the search) may draw first: wait for the searched one.
+    page.wait_for_function(f"window.florScatter && window.florScatter.data.points.length"
+                           f" === {len(want)}")
     points = page.evaluate("window.florScatter.data.points")
-    want = runs_where(repo, "lr == 0.01", [("acc", "max")])
     assert {(p["run_id"], p["x"], p["y"]) for p in points} == set(zip(
         want["run_id"], want["seed"].astype(float), want["acc max"]))
     target = page.evaluate("""() => {
