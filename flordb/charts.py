@@ -20,6 +20,7 @@ ticks, and the figure shows itself as a notebook cell's value.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -171,9 +172,7 @@ def run_labels(args: pd.DataFrame, tstamps: list[str],
         labels[tstamp] = text or _short_tstamp(tstamp)
     if not unique:
         return labels
-    counts: dict[str, int] = {}
-    for text in labels.values():
-        counts[text] = counts.get(text, 0) + 1
+    counts = Counter(labels.values())
     return {t: f"{text} ({t.replace('T', ' ')})" if counts[text] > 1 and keys else text
             for t, text in labels.items()}
 

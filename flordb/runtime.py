@@ -9,8 +9,8 @@ Loop context is a chain of :class:`~flordb.loops.Frame` objects; hot numeric val
 per-frame, per-name typed arrays (:class:`~flordb.loops.Series`); a full array is *sealed* into
 a chunk of the pending :class:`~flordb.store.writer.Batch`, and the batch is written in one
 transaction when the flush timer has fired at a loop boundary, when too many values are
-pending, when an outer loop
-ends, at ``commit`` and at exit. Memory therefore stays flat in the number of values logged.
+pending, when an outer loop ends, at ``commit`` and at exit. Memory therefore stays flat in the
+number of values logged.
 """
 
 from __future__ import annotations
@@ -288,10 +288,7 @@ class Runtime:
             return
         for ref, path in self.outputs.items():
             self._record_file("output", ref, path)
-        if self._timer_stop is not None:
-            self._timer_stop.set()
-        if self._provenance is not None:
-            self._provenance.join()
+        self._stop_background()
         error = self._provenance_error
         n = self._mode().end(status)
         if self.echo:
@@ -307,15 +304,19 @@ class Runtime:
     def _abandon_run(self) -> None:
         """End a run whose store stopped taking writes: marked failed if the store still
         takes that one (else the next process that opens it marks it), nothing else."""
-        if self._timer_stop is not None:
-            self._timer_stop.set()
-        if self._provenance is not None:
-            self._provenance.join()
+        self._stop_background()
         try:
             self._mode().end("failed")
         except (sqlite3.Error, OSError):
             pass  # the line printed when recording stopped says why
         self._reset_run()
+
+    def _stop_background(self) -> None:
+        """Stop the run's flush timer and wait for its snapshot/environment thread."""
+        if self._timer_stop is not None:
+            self._timer_stop.set()
+        if self._provenance is not None:
+            self._provenance.join()
 
     # ----------------------------------------------------------------- logging
     def log_slow(self, name: str, value: Any) -> Any:

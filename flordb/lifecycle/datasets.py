@@ -249,25 +249,26 @@ class DatasetVersion:
             parent = sql.dataset_row(conn, self.dataset)
         assert parent is not None  # this version's own dataset
         existing = [s for s, row in made.items() if row is not None]
-        if existing and (len(existing) != len(names) or any(
-                row is None or row[2] != seed or (history[s] and history[s][-1][3]
-                                                  not in (None, spec))
-                for s, row in made.items())):
-            raise DatasetError(f"{names[existing[0]]} already exists as a split of another "
-                               f"version or seed (or with other fractions or grouping)")
-        if existing and all(v[2] == self.version_id for h in history.values() for v in h[-1:]):
-            return {s: Dataset(self.session, row[0], names[s], row[3]).version(self.label)
-                    for s, row in made.items() if row is not None}
-        ids = self.members()["record_id"].tolist()
-        previous: dict[str, str] = {}
-        if existing:  # the sides of the latest split: members stay where they were
-            with self.session.reading() as conn:
-                for s, versions in history.items():
-                    for rid in sql.manifest(conn, versions[-1][0])["record_id"]:
-                        previous[rid] = s
-        sides = _assign(ids, fractions, seed, self._values(group_by, ids),
-                        self._values(stratify_by, ids), previous)
-        manifest = self.members().set_index("record_id")
+        latest = {s: h[-1] for s, h in history.items() if h}  # (id, label, parent, spec)
+        if existing:
+            same = all(row is not None and row[2] == seed for row in made.values()) \
+                and all(v[3] in (None, spec) for v in latest.values())
+            if not same:
+                raise DatasetError(f"{names[existing[0]]} already exists as a split of another"
+                                   f" version or seed (or with other fractions or grouping)")
+            if all(v[2] == self.version_id for v in latest.values()):  # asked again
+                return {s: Dataset(self.session, row[0], names[s], row[3]).version(self.label)
+                        for s, row in made.items() if row is not None}
+        members = self.members()
+        ids = members["record_id"].tolist()
+        previous: dict[str, str] = {}  # the sides of the latest split: members stay there
+        with self.session.reading() as conn:
+            for s, (version_id, *_) in latest.items():
+                previous.update(dict.fromkeys(sql.manifest(conn, version_id)["record_id"], s))
+        rtype = parent[1]
+        sides = _assign(ids, fractions, seed, self._values(group_by, ids, rtype),
+                        self._values(stratify_by, ids, rtype), previous)
+        manifest = members.set_index("record_id")
         out = {}
         with self.session.writing() as (conn, run_id):
             for s, name in names.items():
@@ -291,7 +292,8 @@ class DatasetVersion:
                                   split_spec=spec)
         return out
 
-    def _values(self, feature_name: str | None, ids: list[str]) -> dict[str, str] | None:
+    def _values(self, feature_name: str | None, ids: list[str], record_type: str
+                ) -> dict[str, str] | None:
         """Each member's value of ``feature_name``: an attribute of the members' record type
         when it has one, else the newest value (first column) of that feature."""
         if feature_name is None:
@@ -299,9 +301,7 @@ class DatasetVersion:
         from flordb.lifecycle.features import get_feature
         from flordb.lifecycle.records import lookup
 
-        with self.session.reading() as conn:
-            rtype = (sql.dataset_row(conn, self.dataset) or (0, ""))[1]
-        declared = lookup(self.session, rtype)
+        declared = lookup(self.session, record_type)
         if declared is not None and feature_name in declared.attributes:
             table = declared.records()
             values = {str(r): str(v) for r, v in zip(table["record_id"], table[feature_name])
@@ -350,7 +350,9 @@ def _assign(ids: list[str], fractions: dict[str, float], seed: int,
                                "its members cannot all stay where they were")
         if was:
             side[key] = was[0]
-    size = Counter(stratum[k] for k in units for _ in units[k])
+    size: Counter[str] = Counter()
+    for key, members in units.items():
+        size[stratum[key]] += len(members)
     count: Counter[tuple[str, str]] = Counter()
     for key, s in side.items():
         count[(stratum[key], s)] += len(units[key])

@@ -36,6 +36,8 @@ MAX_DIFF_BYTES = 200_000
 
 #: The last lines of a run's output shown on its page (all of it: ``flor.query``).
 OUTPUT_LINES = 500
+#: Most runs a comparison shows side by side.
+MAX_COMPARED = 12
 
 
 ui = Blueprint("ui", __name__)
@@ -94,27 +96,22 @@ def runs() -> str:
         table = browse.runs(conn)
     metrics, q = _metric_columns(), request.args.get("q", "").strip()
     columns = [f"{n} {s}" for n, s in metrics]
-    error = None
+    error, values = None, None
     if metrics or q:
         from flordb.store.frames import runs_where
 
         try:
-            chosen = runs_where(_root(), q or None, metrics)
+            chosen = runs_where(_root(), q or None, metrics).set_index("run_id")
+            table = [r for r in table if r["run_id"] in chosen.index]
+            values = chosen[columns]
         except FlorError as exc:
-            chosen, error = None, str(exc)
-        if chosen is not None:
-            keep = set(chosen["run_id"].tolist())
-            values = chosen.set_index("run_id")[columns] if columns else None
-            table = [r for r in table if r["run_id"] in keep]
-            for r in table:
-                r["metrics"] = {} if values is None else {
-                    c: _jsonable(values.at[r["run_id"], c]) for c in columns}
+            error = str(exc)
     for r in table:
         r["seconds"] = f"{r['seconds']:.1f}"
-        r["metrics"] = {c: _cell(v) for c, v in r.get("metrics", {}).items()}
+        r["metrics"] = {} if values is None else {
+            c: _cell(values.at[r["run_id"], c]) for c in columns}
     return render_template("runs.html", title="Runs", runs=table, columns=columns, q=q,
-                           metrics=request.args.get("metrics", ""), error=error,
-                           project=_root().name)
+                           metrics=request.args.get("metrics", ""), error=error)
 
 
 @ui.get("/runs.csv")
@@ -155,10 +152,6 @@ def compare() -> str:
     env.append(("environment hash", [str(info["env_hash"] or "")[:12] for info in chosen]))
     return render_template("compare.html", title="Compare runs", runs=chosen, args=args,
                            metrics=metrics, env=env)
-
-
-#: Most runs a comparison shows side by side.
-MAX_COMPARED = 12
 
 
 def _metric_columns() -> list[tuple[str, str]]:
@@ -314,6 +307,8 @@ def scatter() -> str:
 def scatter_json() -> Response:
     """``{"x": arg, "name": name, "summary": "max", "q": where}`` -> one point per run that
     has both; a text arg is placed by category (``categories`` lists them in order)."""
+    import pandas as pd
+
     from flordb.store.frames import runs_where
 
     body = request.get_json(silent=True)
@@ -331,8 +326,6 @@ def scatter_json() -> Response:
     frame = frame[frame[body["x"]].notna() & frame[column].notna()]
     xs = frame[body["x"]]
     categories = None
-    import pandas as pd
-
     if not pd.api.types.is_numeric_dtype(xs) or xs.dtype == bool:
         categories = sorted({str(v) for v in xs})
         xs = xs.astype(str).map({c: i for i, c in enumerate(categories)})
