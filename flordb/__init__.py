@@ -211,7 +211,7 @@ def query(sql: str, params: Iterable[Any] = ()) -> pandas.DataFrame | None:
 
 
 def replay(names: str | Iterable[str], where: str | None = None, workers: int | None = None,
-           dry_run: bool = False, progress: bool = True) -> Any:
+           dry_run: bool = False, progress: bool = True, verify: str = "args") -> Any:
     """Back-fill ``names`` into every past run that lacks them (hindsight logging).
 
     The ``flor.log`` statements of ``names`` in today's scripts are carried into the version of
@@ -220,13 +220,19 @@ def replay(names: str | Iterable[str], where: str | None = None, workers: int | 
     the runs by their top-level values (``"lr > 0.01 and epochs >= 5"``). Returns the
     :class:`~flordb.hindsight.replay.Report` (with ``dry_run``, only the plan). Afterwards
     :func:`dataframe` shows the new values in the rows of the recorded ones.
+
+    Every unit that executes iterations checks its live state against the checkpoints the
+    run recorded; ``verify`` says which runs also get a cross-check of restored against
+    executed state (``"args"``: one per version and distinct args; ``"version"``, ``"run"``,
+    ``"none"``). Values that cannot be checked to follow the recording are not written.
     """
     from flordb.hindsight.replay import replay as _replay
 
     rt = _current()
     rt.flush()
     names = [names] if isinstance(names, str) else list(names)
-    return _replay(rt.project_root(), names, where, workers, dry_run, progress=progress)
+    return _replay(rt.project_root(), names, where, workers, dry_run, progress=progress,
+                   verify=verify)  # type: ignore[arg-type]
 
 
 def plot(name: str, x: str | None = None, by: Iterable[str] | None = None,

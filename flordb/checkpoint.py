@@ -37,6 +37,7 @@ from typing import Any
 
 from flordb import settings
 from flordb import state as _state
+from flordb.statediff import Difference, differences
 from flordb.store import checkpoints, objects
 from flordb.store.db import connect_writer, store_dir
 
@@ -193,7 +194,7 @@ class Checkpointer:
         t = time.perf_counter()
         rows: list[checkpoints.Entry] = []
         for name, (kind, captured) in cap.states.items():
-            for entry, entry_kind, state in _state.split_grads(name, kind, captured):
+            for entry, entry_kind, state in _state.split_entries(name, kind, captured):
                 data = _state.serialize(state, entry_kind)
                 rows.append(checkpoints.Entry(
                     cap.run_id, cap.loop_id, cap.iteration, entry, entry_kind,
@@ -255,7 +256,7 @@ class FlorFiles:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             for name, kind, digest in rows:
-                if kind not in self.EXT or name.endswith(_state.GRADS_SUFFIX):
+                if kind not in self.EXT or _state.is_side_entry(name):
                     continue
                 path = self.dir / f"{_safe(name)}_{_safe(self.loop)}_{value}.{self.EXT[kind]}"
                 source = objects.objects_dir(self.store) / digest[:2] / digest
@@ -329,6 +330,39 @@ def apply(checkpoint: Checkpoint, objects_now: dict[str, Any]) -> None:
         raise KeyError(f"the checkpoint at iteration {checkpoint.iteration} has no "
                        f"{', '.join(sorted(missing))}")
     for name, obj in objects_now.items():
-        kind, captured = _state.join_grads(checkpoint.states, name)
+        kind, captured = _state.join_entries(checkpoint.states, name)
         _state.restore(obj, captured, kind)
     _state.restore_rng(checkpoint.states[_state.RNG_KEY][1])
+
+
+def compare(checkpoint: Checkpoint, objects_now: dict[str, Any], exact: bool = True,
+            rng_since: dict[str, Any] | None = None) -> list[Difference]:
+    """Where the live state of ``objects_now`` and the RNGs differs from ``checkpoint``.
+
+    Each live object is captured as the recording captured it and compared entry by entry;
+    an entry the recording did not keep (a module's extras in a checkpoint recorded before
+    flordb kept them) is not compared. A random generator whose state still equals its state
+    in ``rng_since`` (from :func:`flordb.state.capture_rng` where execution began) was not
+    drawn from, so its state says nothing about the execution (an unseeded generator the
+    script never uses) and is not compared. Paths start with the enrolled name.
+    """
+    out: list[Difference] = []
+    for name, obj in objects_now.items():
+        kind = checkpoint.states.get(name, (_state.kind_of(obj), None))[0]
+        # A pickled entry is loaded back as an object: compare it with the live object.
+        captured = obj if kind == "pickle" else _state.capture(obj, kind)
+        for entry, _, live in _state.split_entries(name, kind, captured):
+            if entry not in checkpoint.states:
+                if entry == name:
+                    out.append(Difference(name, None, "the checkpoint does not hold it"))
+                continue
+            out += differences(checkpoint.states[entry][1], live, entry, exact)
+    rng = checkpoint.states.get(_state.RNG_KEY)
+    if rng is not None:
+        live_rng = _state.capture_rng()
+        used = {k for k in live_rng if rng_since is None or k not in rng_since
+                or differences(rng_since[k], live_rng[k])}
+        out += differences({k: v for k, v in rng[1].items() if k in used},
+                           {k: v for k, v in live_rng.items() if k in used and k in rng[1]},
+                           "random generators", exact)
+    return out

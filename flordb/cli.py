@@ -73,9 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--yes", "-y", action="store_true",
                     help="do not ask for confirmation (else read from the terminal or stdin: "
                          "echo y | flordb replay ...)")
-    rp.add_argument("--verify", choices=("version", "run", "none"), default="version",
+    rp.add_argument("--verify", choices=("args", "version", "run", "none"), default="args",
                     help="cross-check restored state against execution for one run per "
-                         "version (default), every run, or none")
+                         "version and distinct args (default), per version, every run, or "
+                         "none; units that execute iterations are always checked against "
+                         "the recording's checkpoints")
     pl = sub.add_parser("plot", help="plot a logged name, one line per run",
                         description="Plot NAME over a loop, one line per run, runs labelled by "
                                     "the flor.arg values that differ between them.")

@@ -12,7 +12,12 @@ answers ``flor.arg`` with the recorded values, gives each loop instance its reco
 - with ``skip_inner``, skip the inner loops of an iteration whose next checkpoint exists,
   restoring that checkpoint where a skipped loop ends (the state the loop would have left),
   and restore each iteration's own checkpoint at its start;
-- exit as soon as nothing the unit must record is left to run.
+- exit as soon as nothing the unit must record is left to run;
+- at every boundary it reaches by executing an iteration (not by skipping its inner loops)
+  where the recording took a checkpoint, compare the live state of every enrolled object and
+  the RNGs with that checkpoint (:func:`flordb.checkpoint.compare`). The first difference
+  ends the unit with :data:`~flordb.store.replays.DIVERGED_EXIT`: the replay no longer
+  follows the run it back-fills, and the driver keeps none of its values.
 
 Values are written pending (see :mod:`flordb.store.replays`); only the names the directive
 asks for are kept, and only in the unit's window.
@@ -31,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from flordb import checkpoint
 from flordb.loops import Frame, LoopHost
+from flordb.state import capture_rng
 from flordb.store import replays
 from flordb.store.db import connect_reader
 from flordb.store.executions import recorded_args
@@ -73,6 +79,8 @@ class ReplayMode:
             self.available = set(checkpoint.available(conn, d.run_id, d.main_loop_id, root))
         self.phase = "prefix"
         self.main: Frame | None = None
+        self.checks = replays.UnitChecks()
+        self.rng_start: dict[str, Any] = {}  # the generators' states where execution began
 
     # ------------------------------------------------------------------ the mode
     def begin(self, project: Project) -> tuple[int, str | None]:
@@ -157,12 +165,16 @@ class ReplayMode:
             if ck is not None:
                 self._apply(rt, ck)
                 ck = None
+            if not self.rng_start:
+                self.rng_start = capture_rng()
             elif d.skip_inner and i in self.available:
                 self._restore(rt, i)
             fr.i = i
             rt.frame = fr
             yield x
             i += 1
+            if not d.skip_inner and i in self.available:
+                self._check(rt, i)  # boundary i, reached by executing iteration i - 1
             if rt.flush_due:
                 rt.flush()
         if ck is not None:  # the checkpoint is the loop's end state: nothing left to run
@@ -181,6 +193,31 @@ class ReplayMode:
             raise RuntimeError(f"flordb replay: the checkpoint of iteration {iteration} of run "
                                f"{d.run_id} cannot be read")
         self._apply(rt, ck)
+
+    def _check(self, rt: LoopHost, iteration: int) -> None:
+        """Compare the live state at boundary ``iteration`` with the recording's checkpoint
+        there; on a difference, end the unit as diverged."""
+        d = self.directive
+        assert d.main_loop_id is not None
+        ck = checkpoint.load(self.root, self.conn, d.run_id, d.main_loop_id, iteration)
+        if ck is None or ck.iteration != iteration or not rt.enrolled:
+            return
+        live = {name: obj for name, (obj, _) in rt.enrolled.items()}
+        found = checkpoint.compare(ck, live, not _accelerated(), self.rng_start)
+        if not found:
+            self.checks.agreed.append(iteration)
+            return
+        worst = max(found, key=lambda x: -1.0 if x.max_abs_diff is None else x.max_abs_diff)
+        self.checks.diverged = replays.Divergence(
+            iteration, len(found), worst.path, worst.max_abs_diff, worst.describe())
+        self._report()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(replays.DIVERGED_EXIT)
+
+    def _report(self) -> None:
+        if self.writer is not None and (self.checks.agreed or self.checks.diverged):
+            self.writer.report(self.checks.to_json())
 
     @staticmethod
     def _apply(rt: LoopHost, ck: checkpoint.Checkpoint) -> None:
@@ -242,9 +279,17 @@ class ReplayMode:
 
     def close(self) -> None:
         if self.writer is not None:
+            self._report()
             self.writer.close()
             self.writer = None
         self.conn.close()
+
+
+def _accelerated() -> bool:
+    """Whether state may have been computed on an accelerator (then compared within a
+    tolerance, see :mod:`flordb.statediff`)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized()
 
 
 def _slice_chunk(chunk: Chunk, start: int, stop: int) -> list[Chunk]:

@@ -5,9 +5,10 @@ Three kinds of object, told apart without importing torch unless the user alread
 - ``torch``: anything with ``state_dict`` and ``load_state_dict`` (modules, optimizers, LR
   schedulers). The state dict is copied with every tensor cloned to CPU memory and saved with
   ``torch.save``; restore is ``load_state_dict``. For a module, the parameters' ``.grad`` are
-  captured and restored too (a state dict has none). What a state dict leaves out otherwise
-  (attributes set on a module, non-persistent buffers) is not restored: replay's cross-check
-  (``docs/replay.md``) is what catches a statement that depends on it.
+  captured and restored too (a state dict has none), and so is what the module carries
+  outside its state dict: plain-data attributes of it and its submodules (a step counter, a
+  flag) and non-persistent buffers (:func:`module_extras`). State in objects nobody enrolled
+  is not restored: replay checks itself against the recording (``docs/replay.md``).
 - ``numpy``: an ``ndarray``, copied, saved with ``numpy.save``; restored by assignment into the
   same array (shape and dtype must match).
 - ``pickle``: everything else, pickled with cloudpickle at capture time; restored in place for
@@ -21,6 +22,7 @@ generators, each only when its module is already imported. Capturing never draws
 
 from __future__ import annotations
 
+import copy
 import io
 import pickle
 import random
@@ -47,49 +49,122 @@ def kind_of(obj: Any) -> str:
     return "pickle"
 
 
-#: Key of a captured torch module's state that also holds its parameters' gradients.
+#: Keys of a captured torch module's state beside its state dict: the parameters' gradients
+#: and what else the module carries (see :func:`module_extras`).
 _GRADS = "__flordb_grads__"
-#: Suffix of the checkpoint entry that stores a module's gradients beside its state dict
-#: (which stays a plain state dict on disk, loadable with ``torch.load``).
+_EXTRAS = "__flordb_extras__"
+#: Suffixes of the checkpoint entries that store a module's gradients and its extras beside its
+#: state dict (which stays a plain state dict on disk, loadable with ``torch.load``).
 GRADS_SUFFIX = "#grad"
+EXTRAS_SUFFIX = "#extras"
+_SIDE = ((_GRADS, GRADS_SUFFIX), (_EXTRAS, EXTRAS_SUFFIX))
 
 
-def split_grads(name: str, kind: str, captured: Any) -> list[tuple[str, str, Any]]:
+def split_entries(name: str, kind: str, captured: Any) -> list[tuple[str, str, Any]]:
     """``(name, kind, state)`` entries to store for one capture: a module's state dict and,
-    under ``name + GRADS_SUFFIX``, its gradients."""
-    if kind == "torch" and isinstance(captured, dict) and _GRADS in captured:
-        return [(name, kind, captured["state"]),
-                (name + GRADS_SUFFIX, kind, captured[_GRADS])]
+    under ``name + GRADS_SUFFIX`` and ``name + EXTRAS_SUFFIX``, its gradients and extras."""
+    if kind == "torch" and isinstance(captured, dict) and "state" in captured \
+            and _GRADS in captured:
+        return [(name, kind, captured["state"])] + [
+            (name + suffix, kind, captured[key]) for key, suffix in _SIDE if key in captured]
     return [(name, kind, captured)]
 
 
-def join_grads(states: dict[str, tuple[str, Any]], name: str) -> tuple[str, Any]:
-    """The ``(kind, captured)`` of ``name`` in stored ``states``, its gradients put back."""
+def join_entries(states: dict[str, tuple[str, Any]], name: str) -> tuple[str, Any]:
+    """The ``(kind, captured)`` of ``name`` in stored ``states``, its side entries put back."""
     kind, captured = states[name]
-    grads = states.get(name + GRADS_SUFFIX)
-    if grads is not None:
-        captured = {_GRADS: grads[1], "state": captured}
+    side = {key: states[name + suffix][1] for key, suffix in _SIDE if name + suffix in states}
+    if side:
+        captured = {**side, "state": captured}
     return kind, captured
+
+
+def is_side_entry(name: str) -> bool:
+    """Whether a checkpoint entry holds a module's gradients or extras, not an object."""
+    return name.endswith(GRADS_SUFFIX) or name.endswith(EXTRAS_SUFFIX)
 
 
 def capture(obj: Any, kind: str) -> Any:
     """A copy of ``obj``'s state, independent of later training steps.
 
-    A torch module's capture adds its parameters' ``.grad`` (``None`` included) to the state
-    dict, which holds none: a statement that reads gradients after a skipped inner loop (a
-    gradient norm at the head of an epoch) must see the gradients that loop left behind.
+    A torch module's capture adds its parameters' ``.grad`` (``None`` included), which its
+    state dict does not hold (a gradient norm at the head of an epoch reads the gradients a
+    skipped inner loop left), and its :func:`module_extras`.
     """
     if kind == "torch":
         state = _copy_tree(obj.state_dict())
         if hasattr(obj, "named_parameters"):
             state = {_GRADS: {name: None if p.grad is None else _copy_tree(p.grad)
                               for name, p in obj.named_parameters()}, "state": state}
+            if hasattr(obj, "named_modules"):
+                state[_EXTRAS] = _copy_tree(module_extras(obj))
         return state
     if kind == "numpy":
         return obj.copy()
     import cloudpickle
 
     return cloudpickle.dumps(obj)
+
+
+def module_extras(module: Any) -> dict[str, dict[str, Any]]:
+    """What a torch module carries outside its state dict, per submodule path: plain-data
+    attributes (numbers, strings, flags, tensors and containers of them in ``__dict__``: a
+    step counter, ``training``) under ``"attrs"`` and non-persistent buffers under
+    ``"buffers"``."""
+    attrs: dict[str, Any] = {}
+    buffers: dict[str, Any] = {}
+    for path, sub in module.named_modules():
+        for key, value in vars(sub).items():
+            if not key.startswith("_") and _plain(value):
+                attrs[f"{path}.{key}" if path else key] = value
+        for key in getattr(sub, "_non_persistent_buffers_set", ()):
+            buffer = sub._buffers.get(key)
+            if buffer is not None:
+                buffers[f"{path}.{key}" if path else key] = buffer
+    return {"attrs": attrs, "buffers": buffers}
+
+
+def user_attributes(extras: dict[str, dict[str, Any]]) -> set[str]:
+    """Attribute paths in ``extras`` other than ``training`` (which every module has)."""
+    return {k for k in extras["attrs"] if k.rpartition(".")[2] != "training"}
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is plain data: what a counter or flag is made of."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return True
+    np, torch = sys.modules.get("numpy"), sys.modules.get("torch")
+    if np is not None and isinstance(value, (np.ndarray, np.generic)):
+        return True
+    if torch is not None and isinstance(value, torch.Tensor):
+        return not isinstance(value, torch.nn.Parameter)
+    if depth >= 4:
+        return False
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return all(_plain(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, (str, int)) and _plain(v, depth + 1)
+                   for k, v in value.items())
+    return False
+
+
+def _restore_extras(module: Any, extras: dict[str, dict[str, Any]]) -> None:
+    subs = dict(module.named_modules())
+    for group in ("attrs", "buffers"):
+        for path, value in extras.get(group, {}).items():
+            owner, _, key = path.rpartition(".")
+            sub = subs.get(owner)
+            if sub is None:
+                continue  # a submodule the recording had and this version lacks
+            if group == "buffers":
+                live = sub._buffers.get(key)
+                sub._buffers[key] = value.to(live.device) if live is not None else value
+            else:
+                live = getattr(sub, key, None)
+                device = getattr(live, "device", None)
+                value = copy.deepcopy(value)
+                setattr(sub, key, value.to(device) if device is not None
+                        and hasattr(value, "to") else value)
 
 
 def _copy_tree(value: Any) -> Any:
@@ -102,8 +177,6 @@ def _copy_tree(value: Any) -> Any:
     if torch is not None and isinstance(value, torch.Tensor):
         t = value.detach()
         return t.clone() if t.device.type == "cpu" else t.to("cpu")
-    import copy
-
     return copy.deepcopy(value)
 
 
@@ -143,9 +216,12 @@ def restore(obj: Any, state: Any, kind: str) -> None:
     """Put ``state`` back into ``obj`` in place (the script keeps its references)."""
     if kind == "torch":
         grads = None
+        extras = None
         if isinstance(state, dict) and _GRADS in state:
-            grads, state = state[_GRADS], state["state"]
+            grads, extras, state = state[_GRADS], state.get(_EXTRAS), state["state"]
         obj.load_state_dict(state)
+        if extras is not None:
+            _restore_extras(obj, extras)
         if grads is not None:
             for name, p in obj.named_parameters():
                 g = grads.get(name)

@@ -86,17 +86,29 @@ class Analysis:
                     todo.append(d)
         return out
 
-    def unsafe(self, names: Iterable[str]) -> bool:
-        """Whether fast-forwarding leaves any input of ``names`` with a state not restored."""
-        return bool((self.carried - self.restored) & self.inputs(names))
-
     def fast_forward_ok(self, reads: Iterable[str]) -> bool:
-        """Whether iterations run in full from a checkpoint compute what they did originally.
+        """Whether iterations run in full from a checkpoint compute what they did originally
+        (see :meth:`unrestorable`)."""
+        return not self.unrestorable(reads)
+
+    def unrestorable(self, reads: Iterable[str]) -> set[str]:
+        """The carried, unrestored names that make running iterations from a checkpoint
+        compute something else than the run did.
 
         Every name carried across iterations that the loop's work or ``reads`` touch must be
         restored: an optimizer that is not enrolled would train the restored model wrongly.
+        Executed iterations also change restored objects, so an unrestored object built from
+        one and changed by the loop (a scheduler built from the optimizer, which writes its
+        learning rate) counts too: writes are followed both ways.
         """
-        return not self.unsafe(self.training | set(reads))
+        inputs = self.inputs(self.training | set(reads))
+        return ((self.carried - self.restored) & inputs) | self.writers(inputs & self.restored)
+
+    def writers(self, restored: Iterable[str]) -> set[str]:
+        """Unrestored names carried by the loop that were built from ``restored`` names and may
+        write into them (``sched = StepLR(opt)`` then ``sched.step()``)."""
+        targets = set(restored)
+        return {w for w in self.carried - self.restored if self.deps.get(w, set()) & targets}
 
     def skip_ok(self, site: Site) -> bool:
         """Whether ``site`` (in the outer loop body) can run with the inner loops skipped."""
@@ -178,8 +190,9 @@ class _Script:
         Assignment targets, bases of stored attributes and subscripts, receivers of method
         calls, arguments that a called function of the script changes, and arguments of
         in-place library functions (``torch.nn.init.zeros_``, ``np.random.shuffle``:
-        :data:`_IN_PLACE`). Calling an object (``model(x)``, ``criterion(out, y)``) is not
-        taken to change it: state such a call updates (batch-norm statistics) must be enrolled.
+        :data:`_IN_PLACE`; their first argument, the array or tensor they write). Calling an
+        object (``model(x)``, ``criterion(out, y)``) is not taken to change it: state such a
+        call updates (batch-norm statistics) must be enrolled.
         """
         out: set[str] = set()
         for n in _walk(node):
@@ -193,8 +206,8 @@ class _Script:
                 if isinstance(f, cst.Attribute):
                     receiver = _base(f.value)
                     out.add(receiver)
-                    if receiver in self.imported and _in_place(f.attr.value):
-                        out.update(_base(a.value) for a in n.args)
+                    if receiver in self.imported and _in_place(f.attr.value) and n.args:
+                        out.add(_base(n.args[0].value))  # the array or tensor written
                 elif isinstance(f, cst.Name) and f.value in self.functions:
                     out |= self.free_changes(f.value)
                     out |= self.changed_args(f.value, n.args)

@@ -40,6 +40,12 @@ class Verdict:
     def agrees(self) -> bool:
         return not self.error and not self.differing and self.compared > 0
 
+    @property
+    def disagrees(self) -> bool:
+        """A difference or a failure; a check with nothing to compare does neither, and the
+        units' checks against the recording decide."""
+        return bool(self.error or self.differing)
+
     def max_abs_diff(self, name: str | None = None) -> float | None:
         diffs = [abs(a - b) for n, a, b in self.differing  # type: ignore[operator]
                  if (name is None or n == name) and _number(a) and _number(b)]
@@ -52,7 +58,8 @@ class Verdict:
             return (f"cross-check at iteration {self.iteration}: {self.compared} values agree "
                     "(restored state = executed state)")
         if not self.compared and not self.differing:
-            return f"cross-check at iteration {self.iteration}: no value to compare"
+            return (f"cross-check at iteration {self.iteration}: no value to compare (the "
+                    "checks against the recording decide)")
         name, restored, executed = self.differing[0]
         worst = self.max_abs_diff()
         return (f"cross-check at iteration {self.iteration} DISAGREES: "
@@ -86,11 +93,21 @@ def compare(conn: sqlite3.Connection, verify: Directive, units: list[Directive])
 
 
 def fallback(units: list[Directive]) -> list[Directive]:
-    """The same windows, each executed from the start: nothing skipped, nothing restored."""
-    return [Directive(u.run_id, u.new_names, u.compare_names, u.main_loop_id, u.start, u.stop,
-                      None, skip_inner=False, owns_prefix=u.owns_prefix,
-                      owns_suffix=u.owns_suffix, run_suffix=u.run_suffix)
-            for u in units]
+    """The same windows executed from the start, nothing skipped, nothing restored: one unit
+    per run of adjacent windows (executing from the start, one process does them all)."""
+    out: list[Directive] = []
+    for u in sorted(units, key=lambda u: u.start):
+        last = out[-1] if out else None
+        if last is not None and last.stop == u.start:
+            last.stop = u.stop
+            last.owns_prefix |= u.owns_prefix
+            last.owns_suffix |= u.owns_suffix
+            last.run_suffix |= u.run_suffix
+            continue
+        out.append(Directive(u.run_id, u.new_names, u.compare_names, u.main_loop_id, u.start,
+                             u.stop, None, skip_inner=False, owns_prefix=u.owns_prefix,
+                             owns_suffix=u.owns_suffix, run_suffix=u.run_suffix))
+    return out
 
 
 def same(a: object, b: object) -> bool:

@@ -35,6 +35,7 @@ from flordb.hindsight import analysis as A
 from flordb.hindsight.propagate import ParseError, Placement, Propagator
 from flordb.store import history, replays
 from flordb.store.db import connect_reader
+from flordb.store.executions import recorded_args
 from flordb.store.replays import Directive
 
 #: Assumed read throughput when estimating the cost of restoring a checkpoint (bytes/s).
@@ -141,8 +142,8 @@ class Plan:
                 v = r.verify
                 start = f"checkpoint {v.restore_from}" if v.restore_from is not None \
                     else "the start"
-                out.append(f"    cross-check: iteration {v.start} reached by executing from "
-                           f"{start}, compared with the restored state")
+                out.append(f"    cross-check: iteration {v.stop - 1} reached by executing from "
+                           f"{start}, compared with the restored state and the recording")
         for what, why in self.skipped:
             out.append(f"  skipped {what}: {why}")
         wall, scratch = self.estimate_s()
@@ -151,14 +152,15 @@ class Plan:
         return "\n".join(out)
 
 
-#: How many runs get a cross-check: one per version (default), every run, or none.
-#: Which runs replayed from restored state get a cross-check.
-VerifyMode = Literal["version", "run", "none"]
+#: Which runs replayed from restored state get a cross-check: one per version and distinct
+#: recorded ``flor.arg`` values (default: args may switch code paths), one per version, every
+#: run, or none. Every unit that executes iterations is checked against the recording anyway.
+VerifyMode = Literal["args", "version", "run", "none"]
 VERIFY_MODES: tuple[VerifyMode, ...] = get_args(VerifyMode)
 
 
 def make_plan(root: Path, names: Sequence[str], where: str | None = None,
-              workers: int | None = None, verify: VerifyMode = "version") -> Plan:
+              workers: int | None = None, verify: VerifyMode = "args") -> Plan:
     """Plan back-filling ``names`` into the completed runs of the project at ``root``.
 
     A name may also be given as ``SCRIPT@LINE`` (or ``@LINE`` when one script qualifies): the
@@ -208,11 +210,11 @@ def _by_line(root: Path, conn: sqlite3.Connection, spec: str) -> str:
 
 class _Planner:
     def __init__(self, root: Path, conn: sqlite3.Connection, names: list[str],
-                 where: str | None, workers: int, verify: VerifyMode = "version") -> None:
+                 where: str | None, workers: int, verify: VerifyMode = "args") -> None:
         self.root, self.conn, self.names, self.where, self.workers = (
             root, conn, names, where, workers)
         self.verify = verify
-        self.verified: set[str] = set()  # versions (blobs) given a cross-check
+        self.verified: set[str] = {""}  # groups of runs given a cross-check
         self.skipped: list[tuple[str, str]] = []
         self.versions: dict[tuple[str, str], Version] = {}
         self.propagators: dict[str, Propagator | None] = {}
@@ -357,13 +359,24 @@ class _Planner:
             plan.units += units
             plan.strategy = strategy
             plan.estimate_s += sum(timing.cost(u) for u in units)
-        if plan.restores and main is not None and self.verify != "none" and (
-                self.verify == "run" or version.blob not in self.verified):
+        checked = self._verify_group(run_id, version)
+        if plan.restores and main is not None and checked not in self.verified:
             plan.verify = self._cross_check(run_id, main, plan.units)
             if plan.verify is not None:
-                self.verified.add(version.blob)
+                self.verified.add(checked)
                 plan.estimate_s += timing.cost(plan.verify)
         return plan
+
+    def _verify_group(self, run_id: int, version: Version) -> str:
+        """The runs of which one gets a cross-check; ``""`` (never verified) with ``none``."""
+        if self.verify == "none":
+            return ""
+        if self.verify == "version":
+            return version.blob
+        if self.verify == "run":
+            return f"{version.blob} {run_id}"
+        args = recorded_args(self.conn, run_id).get(run_id, {})
+        return f"{version.blob} {json.dumps(args, sort_keys=True, default=repr)}"
 
     def _cross_check(self, run_id: int, main: tuple, units: list[Directive]
                      ) -> Directive | None:
@@ -468,8 +481,7 @@ class _Planner:
         else:
             strategy = ("run everything from the start (no checkpoints)" if not ckpts else
                         "run everything from the start (state not restorable: "
-                        + ", ".join(sorted((an.carried - an.restored)
-                                           & (an.training | reads))) + ")")
+                        + ", ".join(sorted(an.unrestorable(reads))) + ")")
         ranges = []
         for a, b in todo:
             ranges += _split(a, b, ckpts, per_run) if ff else [(a, b)]

@@ -33,7 +33,7 @@ from typing import Protocol
 
 from flordb.hindsight import crosscheck
 from flordb.hindsight.crosscheck import same
-from flordb.hindsight.plan import Plan, RunPlan, make_plan
+from flordb.hindsight.plan import Plan, RunPlan, VerifyMode, make_plan
 from flordb.store import history, replays
 from flordb.store.db import connect_writer
 from flordb.store.replays import Directive
@@ -146,12 +146,18 @@ class RunOutcome:
     divergences: list[Divergence] = field(default_factory=list)
     cross_check: str = ""  # what the cross-check found, when the run had one
     cross_check_error: str = ""  # how its unit failed, when it did
-    fell_back: bool = False  # the cross-check disagreed and everything was executed
+    #: Boundaries where the units' live state equalled the recording's checkpoints.
+    recording_agreed: int = 0
+    #: Where a unit's live state first differed from the recording, when one did.
+    recording_diverged: str = ""
+    fell_back: str = ""  # why the run was executed again from the start, when it was
+    not_written: str = ""  # why none of the run's new values were kept, when so
 
 
 @dataclass
 class Report:
-    """What a replay did: per run, units done and failed, and fidelity of re-executed logs."""
+    """What a replay did: per run, units done and failed, its checks against the recording,
+    and the fidelity of re-executed logs."""
 
     plan: Plan
     runs: list[RunOutcome]
@@ -159,18 +165,31 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return all(not r.failures for r in self.runs)
+        """Whether every planned value was written: no unit failed, no run left unwritten."""
+        return all(not r.failures and not r.not_written for r in self.runs)
 
     def render(self) -> str:
         lines = [f"replay finished in {self.seconds:.1f}s"]
         for r in self.runs:
             status = "ok" if not r.failures else f"{len(r.failures)} unit(s) failed"
+            if r.not_written:
+                status = "NOT WRITTEN"
             lines.append(f"  run {r.tstamp} (version {r.commit[:10]}): {r.units_done} unit(s) "
                          f"done, {status}; {r.compared} re-executed values compared, "
                          f"{sum(d.differing for d in r.divergences)} differ")
             if r.cross_check:
-                lines.append(f"    {r.cross_check}" + (
-                    "; fell back to executing every iteration" if r.fell_back else ""))
+                lines.append(f"    {r.cross_check}")
+            if r.recording_agreed:
+                lines.append(f"    state equals the recording's checkpoint at "
+                             f"{r.recording_agreed} boundar"
+                             f"{'y' if r.recording_agreed == 1 else 'ies'}")
+            if r.recording_diverged:
+                lines.append(f"    {r.recording_diverged}")
+            if r.fell_back:
+                lines.append(f"    fell back to executing every iteration from the start: "
+                             f"{r.fell_back}")
+            if r.not_written:
+                lines.append(f"    no value written: {r.not_written}")
             for d in r.divergences:
                 diff = f", max |diff| {d.max_abs_diff:.3g}" if d.max_abs_diff is not None else ""
                 lines.append(f"    DIVERGES {d.name}: {d.differing}/{d.compared}{diff}; "
@@ -183,10 +202,10 @@ class Report:
 def replay(root: Path, names: list[str], where: str | None = None,
            workers: int | None = None, dry_run: bool = False,
            executor: Executor | None = None,
-           progress: bool = True) -> Plan | Report:
+           progress: bool = True, verify: VerifyMode = "args") -> Plan | Report:
     """Back-fill ``names`` into the past runs of the project at ``root``; see
     :func:`flordb.replay`."""
-    plan = make_plan(root, names, where, workers)
+    plan = make_plan(root, names, where, workers, verify)
     if dry_run:
         return plan
     if not plan.units:
@@ -194,13 +213,22 @@ def replay(root: Path, names: list[str], where: str | None = None,
     return execute(root, plan, executor, progress)
 
 
+#: A unit that ran to its end: the unit, its run, its seconds, and whether its live state
+#: diverged from the recording.
+_Finished = tuple[Directive, RunPlan, float]
+
+
 def execute(root: Path, plan: Plan, executor: Executor | None = None,
             progress: bool = True) -> Report:
-    """Run ``plan``'s units and finish each in the store; returns the :class:`Report`.
+    """Run ``plan``'s units and judge each run before any of its values become visible.
 
-    Units of a version that has a cross-check are held (their values stay pending) until the
-    cross-check agrees; when it does not, their values are dropped and every run of that
-    version is executed again without skipping or restoring anything.
+    A run's values are kept only when its units' live state equalled the recording's
+    checkpoints at every boundary they reached by execution, its re-executed recorded values
+    equal the recorded ones, and its version's cross-check (restored state against executed
+    state) did not disagree. Otherwise its values are dropped; a run whose values came from
+    restored state is executed again from the start, nothing skipped or restored, and judged
+    the same way; a run executed from the start that still differs gets no value, and the
+    report says why.
     """
     t0 = time.perf_counter()
     conn = connect_writer(root)
@@ -209,27 +237,19 @@ def execute(root: Path, plan: Plan, executor: Executor | None = None,
     replays.add_units(conn, replay_id, plan.units)
     executor = executor or LocalExecutor(plan.workers)
     outcomes = {r.run_id: RunOutcome(r.run_id, r.tstamp, r.commit) for r in plan.runs}
-    checked = {r.version.blob for r in plan.runs if r.verify is not None}
-    held: list[tuple[Directive, RunPlan, float]] = []
     scratch = Path(tempfile.mkdtemp(prefix="flordb-replay-"))
     work = [(u, r) for r in plan.runs for u in r.work]
     try:
         calls = history.calls(conn, [r.run_id for r in plan.runs])
-        for unit, run, seconds in _run_units(root, conn, calls, scratch, work, executor,
-                                             outcomes, progress):
-            if unit.verify or run.version.blob in checked:
-                held.append((unit, run, seconds))
-            else:
-                _done(conn, unit, seconds, outcomes[run.run_id])
-        again = []
-        for blob in checked:
-            again += _settle(conn, replay_id, [r for r in plan.runs if r.version.blob == blob],
-                             held, outcomes)
+        finished = list(_run_units(root, conn, calls, scratch, work, executor, outcomes,
+                                   progress))
+        again = _judge(conn, replay_id, plan.runs, finished, outcomes, final=False)
         if again:
             replays.add_units(conn, replay_id, [u for u, _ in again])
-            for unit, run, seconds in _run_units(root, conn, calls, scratch, again, executor,
-                                                 outcomes, progress):
-                _done(conn, unit, seconds, outcomes[run.run_id])
+            finished = list(_run_units(root, conn, calls, scratch, again, executor, outcomes,
+                                       progress))
+            _judge(conn, replay_id, list({id(r): r for _, r in again}.values()), finished,
+                   outcomes, final=True)
         executor.shutdown(cancel=False)
     except BaseException:  # Ctrl-C included: stop the children, leave nothing half-done
         executor.shutdown(cancel=True)
@@ -239,17 +259,15 @@ def execute(root: Path, plan: Plan, executor: Executor | None = None,
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    for r in plan.runs:
-        _fidelity(conn, replay_id, r, outcomes[r.run_id])
     conn.close()
     return Report(plan, list(outcomes.values()), time.perf_counter() - t0)
 
 
 def _run_units(root: Path, conn, calls: dict, scratch: Path,
                work: list[tuple[Directive, RunPlan]], executor: Executor,
-               outcomes: dict[int, RunOutcome], progress: bool
-               ) -> Iterator[tuple[Directive, RunPlan, float]]:
-    """Run ``work`` on ``executor``; yield each unit that exits 0 (the caller finishes it),
+               outcomes: dict[int, RunOutcome], progress: bool) -> Iterator[_Finished]:
+    """Run ``work`` on ``executor``; yield each unit that ran to its end (exit 0, or
+    :data:`~flordb.store.replays.DIVERGED_EXIT` after its state differed from the recording);
     fail the others in the store and in their run's outcome."""
     from tqdm import tqdm
 
@@ -266,10 +284,10 @@ def _run_units(root: Path, conn, calls: dict, scratch: Path,
     for future in as_completed(futures):
         result = future.result()
         unit, run = by_unit[result.unit_id]
-        if result.returncode == 0:
+        if result.returncode in (0, replays.DIVERGED_EXIT):
             yield unit, run, result.seconds
         else:
-            what = f"unit {unit.unit_id} (iterations {unit.start}..{unit.stop}) exited " \
+            what = f"unit {unit.unit_id} (iterations {unit.start}..{unit.stop - 1}) exited " \
                    f"{result.returncode}:\n{result.tail}"
             replays.fail(conn, unit.unit_id, result.tail, result.seconds)
             if unit.verify:
@@ -281,53 +299,100 @@ def _run_units(root: Path, conn, calls: dict, scratch: Path,
     bar.close()
 
 
-def _done(conn, unit: Directive, seconds: float, outcome: RunOutcome) -> None:
-    replays.complete(conn, unit, seconds)
-    if not unit.verify:
-        outcome.units_done += 1
+def _judge(conn, replay_id: int, runs: list[RunPlan], finished: list[_Finished],
+           outcomes: dict[int, RunOutcome], final: bool) -> list[tuple[Directive, RunPlan]]:
+    """Keep or drop the values of ``runs``' finished units; return the units that execute
+    again from the start the runs whose restored values could not be trusted (none when
+    ``final``)."""
+    by_run: dict[int, list[_Finished]] = {}
+    for item in finished:
+        by_run.setdefault(item[1].run_id, []).append(item)
+    distrusted = _cross_checks(conn, replay_id, runs, by_run, outcomes) if not final else {}
+    again: list[tuple[Directive, RunPlan]] = []
+    for run in runs:
+        outcome, mine = outcomes[run.run_id], by_run.get(run.run_id, [])
+        outcome.compared, outcome.divergences = 0, []
+        outcome.recording_agreed, outcome.recording_diverged = 0, ""
+        diverged = _recording(conn, replay_id, run, mine, outcome)
+        _fidelity(conn, replay_id, run, [u for u, _, _ in mine if not u.verify], outcome)
+        why = diverged or distrusted.get(run.version.blob, "")
+        if not why and outcome.divergences:
+            d = outcome.divergences[0]
+            why = f"re-executed recorded value {d.name} differs ({d.example})"
+        for unit, _, seconds in mine:
+            if not why or unit.verify:
+                _finish(conn, unit, seconds, outcome)
+            else:
+                replays.fail(conn, unit.unit_id, f"not kept: {why}", seconds)
+        if not why:
+            continue
+        if not final and run.restores:
+            outcome.fell_back = why
+            outcome.failures.clear()  # superseded: the executions below report their own
+            units = crosscheck.fallback(run.units)
+            run.strategy += " -> fell back: every iteration executed, nothing restored"
+            run.units = run.units + units
+            again += [(u, run) for u in units]
+        else:
+            outcome.not_written = why
+    return again
 
 
-def _settle(conn, replay_id: int, runs: list[RunPlan],
-            held: list[tuple[Directive, RunPlan, float]],
-            outcomes: dict[int, RunOutcome]) -> list[tuple[Directive, RunPlan]]:
-    """Judge the cross-checks of one version's runs: finish their held units when every check
-    agrees; else drop them and return the units that execute those runs in full."""
-    ids = {r.run_id for r in runs}
-    mine = [(u, r, s) for u, r, s in held if r.run_id in ids]
-    verdicts = []
+def _cross_checks(conn, replay_id: int, runs: list[RunPlan], by_run: dict[int, list[_Finished]],
+                  outcomes: dict[int, RunOutcome]) -> dict[str, str]:
+    """Judge the cross-checks; return, per version (blob) whose check failed, why."""
+    out: dict[str, str] = {}
     for run in runs:
         if run.verify is None:
             continue
-        error = outcomes[run.run_id].cross_check_error
-        if error:
+        outcome = outcomes[run.run_id]
+        verify_id = run.verify.unit_id
+        if outcome.cross_check_error:
             v = crosscheck.Verdict(run.run_id, run.verify.stop - 1,
-                                   error=error.splitlines()[0])
+                                   error=outcome.cross_check_error.splitlines()[0])
+        elif replays.unit_checks(conn, verify_id).diverged is not None:
+            d = replays.unit_checks(conn, verify_id).diverged
+            assert d is not None
+            v = crosscheck.Verdict(run.run_id, d.iteration, error=(
+                f"executing from the checkpoint before it, the state differs from the "
+                f"recording's at iteration {d.iteration}: {d.detail}"))
         else:
             v = crosscheck.compare(conn, run.verify, run.units)
-        verdicts.append(v)
-        outcomes[run.run_id].cross_check = v.describe()
+        outcome.cross_check = v.describe()
         _store_check(conn, replay_id, run.run_id, v)
-    for unit, run, seconds in mine:
-        if unit.verify:
-            _done(conn, unit, seconds, outcomes[run.run_id])
-    if all(v.agrees for v in verdicts):
-        for unit, run, seconds in mine:
-            if not unit.verify:
-                _done(conn, unit, seconds, outcomes[run.run_id])
-        return []
-    again = []
-    for unit, run, seconds in mine:
-        if not unit.verify:
-            replays.fail(conn, unit.unit_id, "cross-check disagreed: executed again", seconds)
-    for run in runs:
-        units = crosscheck.fallback(run.units)
-        run.strategy += " -> cross-check disagreed: every iteration executed, nothing restored"
-        run.units = run.units + units
-        outcome = outcomes[run.run_id]
-        outcome.fell_back = True
-        outcome.failures.clear()  # superseded: the executions below report their own
-        again += [(u, run) for u in units]
-    return again
+        if v.disagrees:
+            out.setdefault(run.version.blob, v.describe())
+    return out
+
+
+def _recording(conn, replay_id: int, run: RunPlan, mine: list[_Finished],
+               outcome: RunOutcome) -> str:
+    """Collect what ``run``'s units found against the recording; return why the run's values
+    cannot be kept ("" when every boundary agreed)."""
+    why = ""
+    for unit, _, _ in mine:
+        checks = replays.unit_checks(conn, unit.unit_id)
+        outcome.recording_agreed += len(checks.agreed)
+        d = checks.diverged
+        if d is not None and not unit.verify and not why:
+            why = outcome.recording_diverged = (
+                f"RECORDING DIFFERS at iteration {d.iteration} (unit {unit.unit_id}, from "
+                + (f"checkpoint {unit.restore_from}" if unit.restore_from is not None
+                   else "the start") + f"): {d.places} place(s) differ; {d.detail}")
+            replays.store_checks(conn, replay_id, run.run_id, [
+                (f"recording {d.path}", outcome.recording_agreed, d.places, d.max_abs_diff,
+                 f"iteration {d.iteration}: {d.detail}")])
+    if not why and outcome.recording_agreed:
+        replays.store_checks(conn, replay_id, run.run_id, [
+            ("recording", outcome.recording_agreed, 0, None,
+             "live state equals the recording's checkpoints")])
+    return why
+
+
+def _finish(conn, unit: Directive, seconds: float, outcome: RunOutcome) -> None:
+    replays.complete(conn, unit, seconds)
+    if not unit.verify:
+        outcome.units_done += 1
 
 
 def _store_check(conn, replay_id: int, run_id: int, v: crosscheck.Verdict) -> None:
@@ -434,14 +499,17 @@ def _link_missing(root: Path, dest: Path) -> None:
 
 
 # --------------------------------------------------------------------- fidelity
-def _fidelity(conn, replay_id: int, run: RunPlan, outcome: RunOutcome) -> None:
-    """Compare each done unit's re-executed values with the recorded ones; store the checks."""
+def _fidelity(conn, replay_id: int, run: RunPlan, units: list[Directive],
+              outcome: RunOutcome) -> None:
+    """Compare the units' re-executed recorded values (still pending) with the recorded ones;
+    store the checks."""
     import numpy as np
 
-    units = [u.unit_id for u in run.units if replays.unit_status(conn, u.unit_id) == "done"]
     if not units:
         return
-    rechecked = history.unit_values(conn, "recheck", units)
+    new = {n for u in units for n in u.new_names}
+    rechecked = {k: v for k, v in history.unit_values(
+        conn, "pending", [u.unit_id for u in units]).items() if k[0] not in new}
     if not rechecked:
         return
     names = sorted({k[0] for k in rechecked})

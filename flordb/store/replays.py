@@ -14,13 +14,45 @@ import os
 import socket
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from flordb.store.db import inserted_id, write_transaction
 from flordb.store.writer import pid_alive
 
 #: Environment variable that names the unit a replay's child process runs.
 UNIT_ENV = "FLORDB_REPLAY"
+#: Exit status of a unit's child whose live state differed from the recording's checkpoint.
+DIVERGED_EXIT = 3
+
+
+@dataclass
+class Divergence:
+    """The first boundary where a unit's live state differed from the recording."""
+
+    iteration: int
+    places: int  # how many places differ
+    path: str  # the worst of them: enrolled object and where inside it
+    max_abs_diff: float | None
+    detail: str
+
+
+@dataclass
+class UnitChecks:
+    """What a unit's child found comparing its live state with the recording's checkpoints:
+    the boundaries that agreed, and the one that did not."""
+
+    agreed: list[int] = field(default_factory=list)
+    diverged: Divergence | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> UnitChecks:
+        data = json.loads(text) if text else {}
+        diverged = data.get("diverged")
+        return cls(list(data.get("agreed", [])),
+                   Divergence(**diverged) if diverged else None)
 
 
 @dataclass
@@ -94,6 +126,13 @@ def directive(conn: sqlite3.Connection, unit_id: int) -> Directive:
     if row is None:
         raise LookupError(f"no replay unit {unit_id} in this store")
     return Directive.from_json(row[0])
+
+
+def unit_checks(conn: sqlite3.Connection, unit_id: int) -> UnitChecks:
+    """What unit ``unit_id``'s child reported of its checks against the recording."""
+    row = conn.execute("SELECT checks FROM replay_units WHERE unit_id = ?",
+                       (unit_id,)).fetchone()
+    return UnitChecks.from_json(row[0] if row else None)
 
 
 def unit_status(conn: sqlite3.Connection, unit_id: int) -> str:

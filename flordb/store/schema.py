@@ -28,6 +28,8 @@ Data model (see ``docs/store.md``):
   one transaction, they become ``'replay'`` (new names, shown by ``flor.dataframe``) or
   ``'recheck'`` (re-executed recorded names, kept for the fidelity report only);
   ``replay_checks`` keeps that report: per replay, run and name, values compared and differing.
+  A unit's ``checks`` (v8) holds what its child found comparing its live state with the
+  recording's checkpoints (``replays.UnitChecks``).
 - Lifecycle records (v4; ``docs/lifecycle.md``): ``datasets`` with their working members
   (``dataset_members``), released ``dataset_versions`` with frozen manifests
   (``version_members``) and content hashes; ``features`` (typed value columns, controlled
@@ -317,8 +319,12 @@ CREATE TABLE typed_records (
 ALTER TABLE datasets ADD COLUMN types TEXT NOT NULL DEFAULT '[]';
 """
 
+_V8 = """
+ALTER TABLE replay_units ADD COLUMN checks TEXT;
+"""
+
 #: MIGRATIONS[i] takes the store from schema version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -216,5 +216,11 @@ class ReplayWriter:
                 " source, unit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                 [(run, *row, unit) for row in batch.records])
 
+    def report(self, checks: str) -> None:
+        """Store what the unit's checks against the recording found (JSON)."""
+        with write_transaction(self.conn):
+            self.conn.execute("UPDATE replay_units SET checks = ? WHERE unit_id = ?",
+                              (checks, self.unit_id))
+
     def close(self) -> None:
         self.conn.close()

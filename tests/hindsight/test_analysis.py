@@ -117,3 +117,20 @@ def test_what_counts_as_changing_a_name(call, changed):
     ''')
     a = A.analyze(source, [8], "epoch", {"epoch": 1})
     assert ("buf" in a.carried) is changed
+
+
+def test_an_unenrolled_scheduler_writing_the_enrolled_optimizer_forbids_fast_forward():
+    """``sched`` is built from ``opt`` and stepped every epoch: it writes ``opt``'s learning
+    rate, so iterations executed from a checkpoint (with a fresh ``sched``) would decay at the
+    wrong epochs. Writes are followed both ways."""
+    source = TRAIN.replace("history = []\n", "history = []\n"
+                           "sched = torch.optim.lr_scheduler.StepLR(opt, 2)\n"
+                           ).replace("        history.append(total)\n",
+                                     "        history.append(total)\n"
+                                     "        sched.step()\n")
+    a = A.analyze(source, (12, 20), "epoch", DEPTHS)
+    assert a.writers({"opt"}) == {"sched"}
+    assert not a.fast_forward_ok(a.sites[1].reads)
+    enrolled = A.analyze(source.replace("optimizer=opt", "optimizer=opt, sched=sched"),
+                         (12, 20), "epoch", DEPTHS)
+    assert enrolled.fast_forward_ok(enrolled.sites[1].reads)
