@@ -56,7 +56,10 @@ if not _IN_NOTEBOOK and sys.argv and sys.argv[0] not in ("", "-c") and _kwargs.F
     # Taken out now, at import, so the script's own argparse never sees them; the run still
     # records the command as typed, the command that reproduces it.
     _rt.argv[:] = sys.argv
-    _rt.kwargs.update(_kwargs.extract(sys.argv))
+    try:
+        _rt.kwargs.update(_kwargs.extract(sys.argv))
+    except _kwargs.ArgCastError as _exc:
+        _kwargs.exit_with(_exc)
 
 
 def log(name: str, value: T) -> T:
@@ -97,8 +100,17 @@ def arg(name: str, default: Any = None) -> Any:
     The command-line value is cast to the type of ``default`` (bool, int, float, str; with
     ``None``, the text as given, as FlorDB returns it); a value that cannot be cast raises
     :class:`flordb.kwargs.ArgCastError`. The value is recorded as a top-level parameter.
+
+    A ``--kwargs`` value that cannot be cast is bad input on the command line: as argparse
+    does, one line (``train.py: error: --kwargs epochs='ten': cannot cast to int ...``) and
+    exit status 2; the run is marked failed.
     """
-    return _current().arg(name, default)
+    rt = _current()
+    try:
+        return rt.arg(name, default)
+    except _kwargs.ArgCastError as exc:
+        rt.failed = True
+        _kwargs.exit_with(exc)
 
 
 def loop(name: str, iterable: Iterable[T]) -> Iterator[T]:

@@ -133,13 +133,7 @@ def _run(args: argparse.Namespace) -> int:
         frame = flordb.dataframe(*names)
         _print(frame, csv=args.csv, json=args.json)
     elif args.command == "query":
-        import pandas as pd
-
-        try:
-            frame = _query(args.sql)
-        except pd.errors.DatabaseError as exc:
-            raise UsageError(_first_line(exc)) from None
-        _print(frame, csv=args.csv)
+        _print(_query(args.sql), csv=args.csv)
     elif args.command == "runs":
         from flordb.store.db import connect_reader
         from flordb.store.writer import dead_runs
@@ -251,12 +245,15 @@ def _propagate(args: argparse.Namespace) -> int:
     import difflib
     from pathlib import Path
 
+    from flordb.hindsight.cst_tree import decode_source, encode_source
     from flordb.hindsight.propagate import ParseError, propagate
 
     if not args.name and not args.line:
         raise UsageError("say which statements to carry: --name NAME or --line N")
-    new, old = Path(args.new_file).read_text(), Path(args.old_file).read_text()
+    old_bytes = Path(args.old_file).read_bytes()
     try:
+        new = decode_source(Path(args.new_file).read_bytes(), args.new_file)
+        old = decode_source(old_bytes, args.old_file)
         result = propagate(new, old, names=args.name, lines=args.line)
     except ParseError as exc:
         raise UsageError(str(exc)) from None
@@ -264,8 +261,10 @@ def _propagate(args: argparse.Namespace) -> int:
         sys.stdout.writelines(difflib.unified_diff(
             old.splitlines(keepends=True), result.source.splitlines(keepends=True),
             args.old_file, f"{args.old_file} (patched)"))
-    else:
-        sys.stdout.write(result.source)
+    else:  # the patched file, in the encoding the old one declares
+        sys.stdout.flush()
+        sys.stdout.buffer.write(encode_source(result.source, old_bytes))
+        sys.stdout.buffer.flush()
     for placement in result.placements:
         print(placement.describe(), file=sys.stderr)
     return 0 if result.ok else 3

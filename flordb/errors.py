@@ -82,3 +82,7 @@ class FeatureError(FlorError, ValueError):
 
 class PlotError(FlorError, ValueError):
     """Nothing to plot, or a loop or label that is not there."""
+
+
+class QueryError(FlorError, ValueError):
+    """SQL that ``flor.query`` / ``flordb query`` cannot run: empty, not a read, or invalid."""

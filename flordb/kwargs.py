@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
-from typing import Any
+import os
+import sys
+from typing import Any, NoReturn
 
 from flordb.errors import ArgCastError
 
@@ -57,8 +59,16 @@ def cast(name: str, text: str, default: Any) -> Any:
         if not isinstance(value, kind):
             raise ValueError(f"got a {type(value).__name__}")
         return value
-    except (ValueError, SyntaxError) as exc:
+    except (ValueError, SyntaxError, RecursionError, MemoryError) as exc:
         raise ArgCastError(
             f"{FLAG} {name}={text!r}: cannot cast to {kind.__name__} "
             f"(the type of the default of flor.arg({name!r}, {default!r})): {exc}"
         ) from None
+
+
+def exit_with(error: ArgCastError) -> NoReturn:
+    """Answer bad ``--kwargs`` as argparse answers a bad option: one line on stderr naming
+    the program and the problem, then exit status 2."""
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    print(f"{prog}: error: {error}", file=sys.stderr)
+    raise SystemExit(2)

@@ -525,7 +525,7 @@ class Runtime:
             self._echo_window = (second, shown, held + 1)
             return
         more = f" ({held:,} values not shown)" if held else ""
-        print(f"flordb: {name}: {_short(value)}{more}", file=sys.stderr)
+        print(f"flordb: {name}: {_short(value, quote=False)}{more}", file=sys.stderr)
         self._echo_window = (second, shown + 1, 0)
 
     def _echo(self, fr: Frame) -> None:
@@ -740,8 +740,11 @@ def _element(x: Any) -> Any:
     return v if type(v) in _SCALARS else None
 
 
-def _short(v: Any, width: int = 80) -> str:
-    text = f"{v:.6g}" if isinstance(v, float) else repr(v) if isinstance(v, str) else str(v)
+def _short(v: Any, width: int = 80, quote: bool = True) -> str:
+    """``v`` shortened to ``width`` characters for an echo line; strings quoted with
+    ``quote`` (where several values share a line), else as ``str`` (as FlorDB prints them)."""
+    text = f"{v:.6g}" if isinstance(v, float) else repr(v) if isinstance(v, str) and quote \
+        else str(v)
     text = text.replace("\n", " ")
     return text if len(text) <= width else text[:width - 1] + "…"
 

@@ -31,7 +31,7 @@ def test_echo_is_rate_limited_and_counts_what_it_held_back(capsys):
     if len(lines) == ECHO_PER_SECOND:  # all in one second: the rest held back
         rt._echo_window = (rt._echo_window[0] - 1, *rt._echo_window[1:])  # a second later
         rt._echo_value("msg", "next")
-        assert capsys.readouterr().err.strip() == "flordb: msg: 'next' (5 values not shown)"
+        assert capsys.readouterr().err.strip() == "flordb: msg: next (5 values not shown)"
     else:  # the clock ticked over during the loop: nothing may be lost from the count
         assert len(lines) > ECHO_PER_SECOND
 

@@ -8,8 +8,12 @@ affects matching; each tree node keeps its libcst node as ``origin``.
 
 from __future__ import annotations
 
+import io
+import tokenize
+
 import libcst as cst
 
+from flordb.errors import ParseError
 from flordb.hindsight.gumtree import Tree
 
 _SKIPPED = (
@@ -45,3 +49,38 @@ def dotted(node: cst.CSTNode | None) -> str:
     if isinstance(node, cst.Attribute):
         return f"{dotted(node.value)}.{node.attr.value}"
     return ""
+
+
+def source_encoding(data: bytes) -> str:
+    """The encoding Python source ``data`` declares (a PEP 263 coding line or a BOM; UTF-8
+    otherwise), as the interpreter reads it."""
+    try:
+        return tokenize.detect_encoding(io.BytesIO(data).readline)[0]
+    except SyntaxError:
+        return "utf-8"  # an unknown or bad declaration: decoding below says so
+
+
+def decode_source(data: bytes, what: str) -> str:
+    """The text of Python source ``data`` in the encoding it declares; ``what`` names it in
+    the :class:`~flordb.errors.ParseError` raised for bytes that are not such text."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        text = data.decode(encoding)
+    except (SyntaxError, LookupError, UnicodeDecodeError) as exc:
+        raise ParseError(f"{what} is not Python source text: {str(exc).splitlines()[0]}"
+                         ) from None
+    if "\0" in text:
+        raise ParseError(f"{what} is not Python source text: it holds NUL bytes")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def encode_source(text: str, original: bytes) -> bytes:
+    """``text`` (a patched version of the source ``original``) as bytes in the encoding the
+    original declares, so that the interpreter reads back the same text; UTF-8, with a
+    coding line of its own, where a new statement holds characters that encoding lacks."""
+    encoding = source_encoding(original)
+    try:
+        return text.encode(encoding)
+    except UnicodeEncodeError:
+        return ("# -*- coding: utf-8 -*-\n" + text).encode() if encoding != "utf-8" \
+            else text.encode(errors="surrogateescape")

@@ -32,6 +32,7 @@ from typing import Literal, get_args
 from flordb.checkpoint import available
 from flordb.errors import PlanError
 from flordb.hindsight import analysis as A
+from flordb.hindsight.cst_tree import decode_source
 from flordb.hindsight.propagate import ParseError, Placement, Propagator
 from flordb.store import history, replays
 from flordb.store.db import connect_reader
@@ -193,7 +194,7 @@ def _by_line(root: Path, conn: sqlite3.Connection, spec: str) -> str:
     found = []
     for name in scripts:
         try:
-            source = (root / name).read_text()
+            source = decode_source((root / name).read_bytes(), name)
             found += [(name, logged) for logged, _, _ in find_statements(source,
                                                                         lines=[int(line)])]
         except (OSError, ParseError):
@@ -309,7 +310,7 @@ class _Planner:
             path = self.root / filename
             prop = None
             try:
-                prop = Propagator(path.read_text(), self.names)
+                prop = Propagator(decode_source(path.read_bytes(), filename), self.names)
             except OSError as exc:
                 self.skipped.append((filename, f"cannot read today's version: {exc}"))
             except ParseError as exc:
@@ -561,14 +562,18 @@ def _split(a: int, b: int, ckpts: list[int], pieces: int) -> list[tuple[int, int
 
 
 def git_show(root: Path, commit: str, filename: str, command: str = "show") -> str:
-    """The text of ``filename`` in ``commit`` (``command="rev-parse"``: its blob id)."""
+    """The text of ``filename`` in ``commit``, decoded as its coding line says
+    (``command="rev-parse"``: its blob id)."""
     import git
 
     try:
         from flordb.store.snapshot import commit_id
 
-        return git.Repo(root).git.execute(["git", command, f"{commit_id(commit)}:{filename}"],
-                                          strip_newline_in_stdout=False)
+        out = git.Repo(root).git.execute(["git", command, f"{commit_id(commit)}:{filename}"],
+                                         strip_newline_in_stdout=False,
+                                         stdout_as_string=False)
     except git.GitCommandError as exc:
         raise LookupError(f"{filename} is not in snapshot {commit[:10]}: "
                           f"{exc.stderr.strip()}") from None
+    assert isinstance(out, bytes)
+    return out.decode() if command == "rev-parse" else decode_source(out, filename)

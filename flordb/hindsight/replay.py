@@ -33,6 +33,7 @@ from typing import Protocol
 
 from flordb.hindsight import crosscheck
 from flordb.hindsight.crosscheck import same
+from flordb.hindsight.cst_tree import encode_source
 from flordb.hindsight.plan import Plan, RunPlan, VerifyMode, make_plan
 from flordb.store import history, replays
 from flordb.store.db import connect_writer
@@ -420,7 +421,8 @@ def _job(root: Path, call: tuple[list[str], str, str | None], scratch: Path, run
     with tarfile.open(fileobj=data) as tar:
         tar.extractall(dest, filter="data")
     script = dest / run.version.filename
-    script.write_text(run.version.source)
+    script.write_bytes(encode_source(run.version.source, script.read_bytes()
+                                     if script.exists() else b""))
     _link_missing(root, dest)
     try:
         rel_cwd = Path(cwd).resolve().relative_to(root)

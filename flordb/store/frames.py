@@ -32,7 +32,12 @@ IDENTITY = ["projid", "tstamp", "filename"]
 
 
 def dataframe(root: Path, names: Sequence[str]) -> pd.DataFrame:
-    """The frame described in :func:`flordb.dataframe`, read from the store at ``root``."""
+    """The frame described in :func:`flordb.dataframe`, read from the store at ``root``.
+
+    A logged name equal to one of the frame's own columns (``projid``, ``tstamp``,
+    ``filename``, a loop's ``<loop>`` or ``<loop>_value``) keeps its values under
+    ``<name>_logged`` (:func:`value_columns`); the frame's own columns keep their names.
+    """
     for name in names:
         if not isinstance(name, str):
             raise TypeError(f"dataframe names must be str, not {type(name).__name__}")
@@ -40,26 +45,32 @@ def dataframe(root: Path, names: Sequence[str]) -> pd.DataFrame:
     try:
         runs = pd.read_sql_query(
             "SELECT run_id, projid, tstamp, filename FROM runs ORDER BY run_id", conn)
-        if not names:
+        per_run = not names
+        if per_run:
             names = [r[0] for r in conn.execute(
                 f"SELECT name FROM (SELECT name, MIN(seq) AS s FROM records WHERE loop_id = 0"
                 f" AND {SHOWN} GROUP BY name UNION ALL SELECT name, MIN(seq) FROM series"
                 f" WHERE loop_id = 0 AND {SHOWN} GROUP BY name) GROUP BY name"
                 f" ORDER BY MIN(s), name")]
-            wide = _columns(conn, names, top_only=True)
+        names = list(dict.fromkeys(names))
+        # Values are held under labels of their own while the frame is built: a logged name
+        # may be any string, the frame's key columns ("run_id", "iter") included.
+        labels = [f"\0{i}" for i in range(len(names))]
+        wide = _columns(conn, names, labels, top_only=per_run)
+        if per_run:
             wide = wide[wide["rep"] == wide.groupby("run_id")["rep"].transform("max")] \
                 if len(wide) else wide  # one row per run: a value logged again is its last
             wide = runs[["run_id"]].merge(wide, on="run_id", how="left")
             wide["loop_id"], wide["iter"], wide["rep"] = 0, 0, 0
         else:
-            wide = _broadcast(_columns(conn, list(dict.fromkeys(names)), top_only=False),
-                              list(dict.fromkeys(names)))
+            wide = _broadcast(wide, labels)
         loops, elements = _loop_tables(conn, wide)
     finally:
         conn.close()
     dims = _dimensions(wide, loops, elements)
-    out = pd.concat([_identity(wide, runs), dims,
-                     wide[list(dict.fromkeys(names))].reset_index(drop=True)], axis=1)
+    values = wide[labels].reset_index(drop=True)
+    values.columns = value_columns(names, [*IDENTITY, *dims.columns])
+    out = pd.concat([_identity(wide, runs), dims, values], axis=1)
     for col in out.columns[3:]:
         out[col] = _classic(out[col], value=col not in dims.columns)
     # Runs in order, then loop iterations outermost first; rows outside a loop sort after it.
@@ -68,8 +79,27 @@ def dataframe(root: Path, names: Sequence[str]) -> pd.DataFrame:
     return out.iloc[order].reset_index(drop=True)
 
 
-def _columns(conn: Any, names: list[str], top_only: bool) -> pd.DataFrame:
-    """One column per name, outer-joined on :data:`KEY`."""
+#: Added to a logged name that equals one of the frame's own columns.
+CLASH_SUFFIX = "_logged"
+
+
+def value_columns(names: Sequence[str], taken: Sequence[str]) -> list[str]:
+    """The frame's column of each logged name: the name itself, or, when the frame already
+    has a column of that name (``tstamp``, a loop's ``epoch``), the name with
+    :data:`CLASH_SUFFIX` (added again until it is free)."""
+    used = set(taken)
+    out = []
+    for name in names:
+        column = name
+        while column in used:
+            column += CLASH_SUFFIX
+        used.add(column)
+        out.append(column)
+    return out
+
+
+def _columns(conn: Any, names: list[str], labels: list[str], top_only: bool) -> pd.DataFrame:
+    """One column per name (labelled by ``labels``), outer-joined on :data:`KEY`."""
     where_top = " AND loop_id = 0" if top_only else ""
     marks = ",".join("?" * len(names))
     numeric: dict[str, list[tuple]] = defaultdict(list)
@@ -88,7 +118,8 @@ def _columns(conn: Any, names: list[str], top_only: bool) -> pd.DataFrame:
             f" later.name = r.name AND later.kind = 'arg' AND later.seq > r.seq))"
             f" ORDER BY seq", names):
         other[name].append((run, loop_id, it, seq, _values.decode(value, vtype, text)))
-    frames = [_column(name, numeric.get(name, []), other.get(name, [])) for name in names]
+    frames = [_column(label, numeric.get(name, []), other.get(name, []))
+              for name, label in zip(names, labels)]
     if len(frames) == 1:
         return frames[0].reset_index()
     return pd.concat(frames, axis=1, join="outer", sort=False).reset_index()
@@ -321,6 +352,8 @@ def runs_where(root: Path, where: str | None,
     smallest numeric value of the name), filtered by ``where`` (:mod:`flordb.store.where`:
     ``"lr > 0.01 and `acc max` >= 0.9"``) when given."""
     frame = dataframe(root, [])
+    if "run_id" in frame.columns:  # a value logged as run_id: this view's key keeps the name
+        frame = frame.rename(columns={"run_id": value_columns(["run_id"], frame.columns)[0]})
     conn = connect_reader(root)
     try:
         keyed = dict(conn.execute("SELECT projid || ' ' || tstamp, run_id FROM runs"))
@@ -329,10 +362,11 @@ def runs_where(root: Path, where: str | None,
     frame["run_id"] = (frame["projid"] + " " + frame["tstamp"]).map(keyed)
     for name in dict.fromkeys(n for n, _ in metrics):
         values = dataframe(root, [name])
-        numbers = pd.to_numeric(values[name], errors="coerce") if name in values \
+        logged = values.columns[-1]  # the value column (renamed when it clashes)
+        numbers = pd.to_numeric(values[logged], errors="coerce") if len(values.columns) > 3 \
             else pd.Series([], dtype=float)
-        per_run = values.assign(**{name: numbers}).dropna(subset=[name]) \
-            .groupby("tstamp", sort=False)[name]
+        per_run = pd.DataFrame({"tstamp": values["tstamp"], "v": numbers}).dropna(
+            subset=["v"]).groupby("tstamp", sort=False)["v"]
         for summary in dict.fromkeys(s for n, s in metrics if n == name):
             if summary not in SUMMARIES:
                 raise WhereError(f"a metric column is last, max or min of a name, not "
