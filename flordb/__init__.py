@@ -188,6 +188,10 @@ def dataframe(*names: str) -> pandas.DataFrame:
     <loop>_value`` per loop (outermost first; ``<loop>`` counts iterations from 1), then
     ``names`` in order. Top-level values (``flor.arg`` and logs outside loops) fill every row
     of their run. With no names: one row per run with its top-level values.
+
+    A logged name equal to one of the frame's own columns (``tstamp``, ``projid``,
+    ``filename``, a loop's ``<loop>`` or ``<loop>_value``) comes back as ``<name>_logged``;
+    the frame's own columns keep their names.
     """
     import pandas as pd
 

@@ -69,6 +69,9 @@ class Analysis:
     #: Names only the inner loops bind that code after them reads: skipping those loops
     #: would leave them unbound (a recorded ``flor.log("loss", loss.item())`` after the loop).
     dangling: set[str] = field(default_factory=set)
+    #: ``flor.arg`` names whose values may decide control flow (an ``if``, a loop's
+    #: iterable); ``"*"`` when some ``flor.arg`` cannot be followed.
+    control_args: set[str] = field(default_factory=set)
 
     def inputs(self, names: Iterable[str]) -> set[str]:
         """``names`` and every name their values flow from, stopping at restored names.
@@ -373,7 +376,47 @@ def analyze(source: str, lines: Iterable[int], main_loop: str | None,
                 and isinstance(name := n.args[0].value.evaluated_value, str):
             log_reads.setdefault(name, set()).update(*(s.reads(a.value) for a in n.args[1:]))
     return Analysis(sites, restored, carried, inner_changed, training, after_changed,
-                    log_reads, main is not None, deps, dangling)
+                    log_reads, main is not None, deps, dangling, _control_args(s, deps))
+
+
+def _control_args(s: _Script, deps: dict[str, set[str]]) -> set[str]:
+    """The ``flor.arg`` names whose values flow into a branch's test or a loop's iterable:
+    runs that differ in them may take different code paths. ``"*"`` for an arg whose value is
+    not bound to a name (it cannot be followed)."""
+    by_variable: dict[str, str] = {}
+    bound: set[int] = set()
+    for n in _walk(s.module):
+        if isinstance(n, cst.Assign) and len(n.targets) == 1 \
+                and isinstance(n.targets[0].target, cst.Name) and s.is_flor_call(n.value, "arg"):
+            name = _literal_arg(n.value)
+            if name is not None:
+                by_variable[n.targets[0].target.value] = name
+                bound.add(id(n.value))
+    out = {"*" for n in _walk(s.module) if s.is_flor_call(n, "arg") and id(n) not in bound}
+    tests: set[str] = set()
+    for n in _walk(s.module):
+        if isinstance(n, (cst.If, cst.While, cst.IfExp, cst.CompIf)):
+            tests |= s.reads(n.test)
+        elif isinstance(n, (cst.For, cst.CompFor)):
+            tests |= s.reads(n.iter)
+        elif isinstance(n, cst.Match):
+            tests |= s.reads(n.subject)
+    seen, todo = set(tests), list(tests)
+    while todo:
+        for d in deps.get(todo.pop(), ()):
+            if d not in seen:
+                seen.add(d)
+                todo.append(d)
+    return out | {arg for variable, arg in by_variable.items() if variable in seen}
+
+
+def _literal_arg(call: cst.BaseExpression) -> str | None:
+    """The literal name of a ``flor.arg("name", ...)`` call, else None."""
+    if isinstance(call, cst.Call) and call.args \
+            and isinstance(call.args[0].value, cst.SimpleString):
+        value = call.args[0].value.evaluated_value
+        return value if isinstance(value, str) else None
+    return None
 
 
 def _dangling(s: _Script, main: cst.For, body: list, holders: list[int],

@@ -154,8 +154,9 @@ class Plan:
 
 
 #: Which runs replayed from restored state get a cross-check: one per version and distinct
-#: recorded ``flor.arg`` values (default: args may switch code paths), one per version, every
-#: run, or none. Every unit that executes iterations is checked against the recording anyway.
+#: recorded values of the ``flor.arg``s that may decide its control flow (default), one per
+#: version, every run, or none. Every unit that executes iterations is checked against the
+#: recording anyway.
 VerifyMode = Literal["args", "version", "run", "none"]
 VERIFY_MODES: tuple[VerifyMode, ...] = get_args(VerifyMode)
 
@@ -360,7 +361,7 @@ class _Planner:
             plan.units += units
             plan.strategy = strategy
             plan.estimate_s += sum(timing.cost(u) for u in units)
-        checked = self._verify_group(run_id, version)
+        checked = self._verify_group(run_id, version, an.control_args)
         if plan.restores and main is not None and checked not in self.verified:
             plan.verify = self._cross_check(run_id, main, plan.units)
             if plan.verify is not None:
@@ -368,8 +369,10 @@ class _Planner:
                 plan.estimate_s += timing.cost(plan.verify)
         return plan
 
-    def _verify_group(self, run_id: int, version: Version) -> str:
-        """The runs of which one gets a cross-check; ``""`` (never verified) with ``none``."""
+    def _verify_group(self, run_id: int, version: Version, control_args: set[str]) -> str:
+        """The runs of which one gets a cross-check (``""``: never verified, with ``none``).
+        With ``args``, runs of a version share one when they agree on every ``flor.arg`` that
+        may decide its control flow (every arg, when the analysis cannot tell)."""
         if self.verify == "none":
             return ""
         if self.verify == "version":
@@ -377,6 +380,8 @@ class _Planner:
         if self.verify == "run":
             return f"{version.blob} {run_id}"
         args = recorded_args(self.conn, run_id).get(run_id, {})
+        if "*" not in control_args:
+            args = {k: v for k, v in args.items() if k in control_args}
         return f"{version.blob} {json.dumps(args, sort_keys=True, default=repr)}"
 
     def _cross_check(self, run_id: int, main: tuple, units: list[Directive]

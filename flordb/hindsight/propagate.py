@@ -384,6 +384,8 @@ def _place(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatement
         raise _Unplaceable(f"it assigns {', '.join(clash)}, which the old version already uses "
                            f"for something else")
     index = _position(new, old, mapping, s_tree, target, read)
+    _check_scope(new, old, mapping, s_tree, target)
+    _check_reachable(old, target, index)
     _check_def_use(new, old, s_tree, target, index, read, renames)
     return target.origin, index, patched, False
 
@@ -439,12 +441,24 @@ def _counterpart(mapping: Mapping, node: Tree, old_root: Tree) -> Tree | None:
     return theirs[mine.index(node)] if len(mine) == len(theirs) else None
 
 
-def _lift(mapping: Mapping, sibling: Tree, target: Tree) -> int | None:
+def _lift(mapping: Mapping, sibling: Tree, target: Tree, old: _Parsed) -> int | None:
     """Index in ``target`` of the ancestor of ``sibling``'s image that is a direct child of
-    ``target``; None when it has no image there."""
+    ``target``; None when it has no image there. Lifting never steps over a loop or a
+    ``__main__`` guard of the old version that ``sibling`` is not in today: beside that loop
+    the statement would run once where it ran once per iteration (``for model_name in ...:``
+    around the epoch loop), and outside the guard it would run on import."""
     node = mapping.dst(sibling)
     while node is not None and node.parent is not target:
         node = node.parent
+        if node is None or not (node.label in ("For", "While") or _is_main_guard(node.origin)):
+            continue
+        if (source := mapping.src(node)) is not None and source.contains(sibling):
+            continue  # the same loop or guard encloses the sibling today
+        what = "loop" if node.label != "If" else "__main__ guard"
+        raise _Unplaceable(
+            f"its neighbour runs inside the {what} at old line {old.line(node.origin)}, which "
+            f"does not enclose it today: placed beside it, it would run "
+            + ("a different number of times" if what == "loop" else "on import"))
     return None if node is None else target.children.index(node)
 
 
@@ -457,11 +471,11 @@ def _position(new: _Parsed, old: _Parsed, mapping: Mapping, s_tree: Tree, target
     before: tuple[int, int] | None = None
     after: tuple[int, int] | None = None
     for j in range(pos - 1, -1, -1):
-        if (at := _lift(mapping, siblings[j], target)) is not None:
+        if (at := _lift(mapping, siblings[j], target, old)) is not None:
             before = (j, at)
             break
     for j in range(pos + 1, len(siblings)):
-        if (at := _lift(mapping, siblings[j], target)) is not None:
+        if (at := _lift(mapping, siblings[j], target, old)) is not None:
             after = (j, at)
             break
     lo = before[1] + 1 if before else 0
@@ -564,11 +578,107 @@ def _check_def_use(new: _Parsed, old: _Parsed, s_tree: Tree, target: Tree, index
             f"of the block at old line {old.line(target.origin)}")
 
 
+def _check_scope(new: _Parsed, old: _Parsed, mapping: Mapping, s_tree: Tree,
+                 target: Tree) -> None:
+    """A statement that runs inside a function or an ``if __name__ == "__main__":`` guard
+    today never goes to the old version's module level when the old version runs that code
+    inside a function or a guard too (where its neighbours' counterparts are, or the old
+    script has a ``__main__`` guard): at module level it would run on import. (An old script
+    that ran everything at module level, before its loop moved into a function, is fine.)"""
+    scope = _run_scope(s_tree)
+    if scope is None or _run_scope(target, include_self=True) is not None:
+        return
+    guarded = any(_is_main_guard(t.origin) for t in old.tree.preorder() if t.label == "If")
+    neighbours = [mapping.dst(t) for t in _parent(s_tree).children if t is not s_tree]
+    if guarded or any(i is not None and _run_scope(i) is not None for i in neighbours):
+        what = f"function {scope.origin.name.value}" if scope.label == "FunctionDef" \
+            else "the __main__ guard"
+        raise _Unplaceable(f"it runs inside {what} (new line {new.line(scope.origin)}); its "
+                           f"place in the old version is at module level, where it would run "
+                           f"whenever the module is imported")
+
+
+def _run_scope(t: Tree, include_self: bool = False) -> Tree | None:
+    """The nearest function or ``__main__`` guard that encloses ``t``."""
+    for a in ([t] if include_self else []) + list(t.ancestors()):
+        if a.label == "FunctionDef" or (a.label == "If" and _is_main_guard(a.origin)):
+            return a
+    return None
+
+
+def _is_main_guard(node: object) -> bool:
+    if not isinstance(node, cst.If) or not isinstance(node.test, cst.Comparison):
+        return False
+    parts = [node.test.left, *(c.comparator for c in node.test.comparisons)]
+    return any(isinstance(p, cst.Name) and p.value == "__name__" for p in parts) and any(
+        isinstance(p, cst.SimpleString) and p.evaluated_value == "__main__" for p in parts)
+
+
+def _check_reachable(old: _Parsed, target: Tree, index: int) -> None:
+    """Never after a ``return``, ``raise``, ``break`` or ``continue`` of the same block."""
+    for t in target.children[:index]:
+        node = t.origin
+        if isinstance(node, cst.SimpleStatementLine) and any(
+                isinstance(x, (cst.Return, cst.Raise, cst.Break, cst.Continue))
+                for x in node.body):
+            kind = type(next(x for x in node.body if isinstance(
+                x, (cst.Return, cst.Raise, cst.Break, cst.Continue)))).__name__.lower()
+            raise _Unplaceable(f"its place in the old version follows the {kind} at old line "
+                               f"{old.line(node)}, so it would never run")
+
+
 def _is_log_statement(parsed: _Parsed, tree: Tree) -> bool:
     node = tree.origin
     return isinstance(node, cst.SimpleStatementLine) and all(
         isinstance(x, cst.Expr) and isinstance(x.value, cst.Call)
         and _is_log_call(parsed, x.value) for x in node.body)
+
+
+def _loop_roles(new: _Parsed, old: _Parsed, mapping: Mapping, s_tree: Tree
+                ) -> dict[str, str | None]:
+    """For each name bound by the target of a loop around the statement today, the old name
+    in the same role: the same position of the counterpart loop's target, iterating the same
+    kind of thing (``for i, batch in enumerate(...)`` against ``for batch, i in enumerate``:
+    ``i`` is the index today, so the old index, ``batch``). None: no name has that role in
+    the old version (``enumerate`` today, a plain iterable then)."""
+    out: dict[str, str | None] = {}
+    for a in s_tree.ancestors():
+        image = mapping.dst(a) if a.label == "For" else None
+        if image is None or image.label != "For" or not isinstance(a.origin, cst.For) \
+                or not isinstance(image.origin, cst.For):
+            continue
+        theirs = {path: name for name, path in _target_paths(image.origin.target).items()}
+        same_kind = _iter_kind(new, a.origin) == _iter_kind(old, image.origin)
+        for name, path in _target_paths(a.origin.target).items():
+            out.setdefault(name, theirs.get(path) if same_kind else None)
+    return out
+
+
+def _target_paths(target: cst.BaseExpression, path: tuple[int, ...] = ()
+                  ) -> dict[str, tuple[int, ...]]:
+    """The names a loop target binds, each with its position (``(0, 1)``: the second name of
+    the first element)."""
+    if isinstance(target, cst.Name):
+        return {target.value: path}
+    out: dict[str, tuple[int, ...]] = {}
+    if isinstance(target, (cst.Tuple, cst.List)):
+        for i, element in enumerate(target.elements):
+            for name, p in _target_paths(element.value, (*path, i)).items():
+                out.setdefault(name, p)
+    return out
+
+
+def _iter_kind(parsed: _Parsed, loop: cst.For) -> str:
+    """What a loop iterates, as far as roles go: the function it calls (``enumerate``,
+    ``zip``; inside ``flor.loop``), else the kind of expression."""
+    it = loop.iter
+    if isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute) \
+            and it.func.attr.value == "loop" and dotted(it.func.value) in parsed.aliases \
+            and len(it.args) >= 2:
+        it = it.args[1].value
+    if isinstance(it, cst.Call):
+        return dotted(it.func).rpartition(".")[2] or "call"
+    return "value"
 
 
 class _Unwrap(cst.CSTTransformer):
@@ -674,12 +784,19 @@ def _rename(new: _Parsed, old: _Parsed, mapping: Mapping, stmt: cst.BaseStatemen
                    for n, votes in occurrences.items()}
     old_names = {t.value for t in old.variables}
     renames: dict[str, str] = {}
+    roles = _loop_roles(new, old, mapping, s_tree)
     for t in _variables(s_tree):
         name = _text(t)
         if name in skip or name in renames:
             continue
         votes = occurrences.get(name)
-        if votes:
+        if name in roles:  # bound by an enclosing loop's target: its role decides
+            role = roles[name]
+            if role is None:
+                raise _Unplaceable(f"{name!r} is bound by the target of the loop around it, "
+                                   f"and the old version's loop binds nothing in that role")
+            renames[name] = role
+        elif votes:
             renames[name] = votes.most_common(1)[0][0]
         elif name not in old_names and not hasattr(builtins, name):
             raise _Unplaceable(f"variable {name!r} has no counterpart in the old version")

@@ -134,3 +134,23 @@ def test_an_unenrolled_scheduler_writing_the_enrolled_optimizer_forbids_fast_for
     enrolled = A.analyze(source.replace("optimizer=opt", "optimizer=opt, sched=sched"),
                          (12, 20), "epoch", DEPTHS)
     assert enrolled.fast_forward_ok(enrolled.sites[1].reads)
+
+
+def test_args_that_decide_control_flow():
+    """``clip`` decides a branch and ``epochs`` a loop's length; ``lr`` only scales a step.
+    An arg that is not bound to a name cannot be followed: every arg counts then."""
+    source = textwrap.dedent('''
+        import flordb as flor
+        lr = flor.arg("lr", 0.1)
+        clip = flor.arg("clip", 0.0)
+        epochs = flor.arg("epochs", 3)
+        limit = clip * 2
+        for epoch in flor.loop("epoch", range(epochs)):
+            w = w - lr
+            if limit:
+                w = w.clip(limit)
+            flor.log("w", w)
+    ''')
+    assert A.analyze(source, (), "epoch", {"epoch": 1}).control_args == {"clip", "epochs"}
+    loose = source.replace("flor.log(\"w\", w)", "flor.log(\"w\", w * flor.arg(\"s\", 1))")
+    assert "*" in A.analyze(loose, (), "epoch", {"epoch": 1}).control_args
