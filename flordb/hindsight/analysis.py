@@ -72,6 +72,9 @@ class Analysis:
     #: ``flor.arg`` names whose values may decide control flow (an ``if``, a loop's
     #: iterable); ``"*"`` when some ``flor.arg`` cannot be followed.
     control_args: set[str] = field(default_factory=set)
+    #: Logged names whose values read the clock (``time.time() - t0``): they differ on every
+    #: execution, so a replay's re-executed value is never compared with the recorded one.
+    clocked: set[str] = field(default_factory=set)
 
     def inputs(self, names: Iterable[str]) -> set[str]:
         """``names`` and every name their values flow from, stopping at restored names.
@@ -370,13 +373,51 @@ def analyze(source: str, lines: Iterable[int], main_loop: str | None,
         position = _position(s, site, main, body, holders, depths)
         sites.append(Site(line, position, s.reads(site)))
     log_reads: dict[str, set[str]] = {}
+    clock_vars = {t for n in _walk(s.module) if isinstance(n, (cst.Assign, cst.AugAssign,
+                                                               cst.AnnAssign))
+                  and n.value is not None and _reads_clock(n.value)
+                  for t in s.changes(n.targets[0].target if isinstance(n, cst.Assign)
+                                     else n.target)}
+    clocked = set()
     for n in _walk(s.module):
         if isinstance(n, cst.Call) and s.is_flor_call(n, "log") and n.args \
                 and isinstance(n.args[0].value, cst.SimpleString) \
                 and isinstance(name := n.args[0].value.evaluated_value, str):
-            log_reads.setdefault(name, set()).update(*(s.reads(a.value) for a in n.args[1:]))
+            reads = set().union(*(s.reads(a.value) for a in n.args[1:]))
+            log_reads.setdefault(name, set()).update(reads)
+            if any(_reads_clock(a.value) for a in n.args[1:]) \
+                    or _closure(deps, reads) & clock_vars:
+                clocked.add(name)
     return Analysis(sites, restored, carried, inner_changed, training, after_changed,
-                    log_reads, main is not None, deps, dangling, _control_args(s, deps))
+                    log_reads, main is not None, deps, dangling, _control_args(s, deps),
+                    clocked)
+
+
+#: Functions of ``time`` and ``datetime`` that read the clock.
+_CLOCK = frozenset({"time", "time_ns", "perf_counter", "perf_counter_ns", "monotonic",
+                    "monotonic_ns", "process_time", "process_time_ns", "now", "utcnow",
+                    "today"})
+
+
+def _reads_clock(node: cst.CSTNode) -> bool:
+    """Whether ``node`` calls a clock (``time.time()``, ``datetime.now()``, ``perf_counter``)."""
+    for n in _walk(node):
+        if isinstance(n, cst.Call):
+            parts = dotted(n.func).split(".")
+            if parts[-1] in _CLOCK and (len(parts) == 1 or parts[0] in ("time", "datetime")):
+                return True
+    return False
+
+
+def _closure(deps: dict[str, set[str]], names: Iterable[str]) -> set[str]:
+    """``names`` and every name their values flow from."""
+    seen, todo = set(names), list(names)
+    while todo:
+        for d in deps.get(todo.pop(), ()):
+            if d not in seen:
+                seen.add(d)
+                todo.append(d)
+    return seen
 
 
 def _control_args(s: _Script, deps: dict[str, set[str]]) -> set[str]:
@@ -401,12 +442,7 @@ def _control_args(s: _Script, deps: dict[str, set[str]]) -> set[str]:
             tests |= s.reads(n.iter)
         elif isinstance(n, cst.Match):
             tests |= s.reads(n.subject)
-    seen, todo = set(tests), list(tests)
-    while todo:
-        for d in deps.get(todo.pop(), ()):
-            if d not in seen:
-                seen.add(d)
-                todo.append(d)
+    seen = _closure(deps, tests)
     return out | {arg for variable, arg in by_variable.items() if variable in seen}
 
 

@@ -424,7 +424,7 @@ class _Planner:
         restores = any(u.restore_from is not None for u in units)
         out = []
         for name, reads in an.log_reads.items():
-            if name not in recorded:
+            if name not in recorded or name in an.clocked:
                 continue
             inputs = an.inputs(reads)
             if skips and (((an.carried | an.inner_changed) - an.restored) & inputs

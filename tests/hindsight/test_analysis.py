@@ -154,3 +154,18 @@ def test_args_that_decide_control_flow():
     assert A.analyze(source, (), "epoch", {"epoch": 1}).control_args == {"clip", "epochs"}
     loose = source.replace("flor.log(\"w\", w)", "flor.log(\"w\", w * flor.arg(\"s\", 1))")
     assert "*" in A.analyze(loose, (), "epoch", {"epoch": 1}).control_args
+
+
+def test_values_that_read_the_clock_are_known():
+    source = textwrap.dedent('''
+        import time
+        import flordb as flor
+        for epoch in flor.loop("epoch", range(3)):
+            t0 = time.perf_counter()
+            loss = train()
+            elapsed = time.perf_counter() - t0
+            flor.log("seconds", elapsed)
+            flor.log("stamp", time.time())
+            flor.log("loss", loss)
+    ''')
+    assert A.analyze(source, (), "epoch", {"epoch": 1}).clocked == {"seconds", "stamp"}
