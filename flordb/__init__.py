@@ -326,16 +326,20 @@ def ref(record_type: str) -> Any:
 
 
 def export_bag(version: Any, dest: str | os.PathLike[str]) -> Path:
-    """A released dataset version as a BagIt bag in the new directory ``dest``: its files,
-    manifest, labels as of the release and provenance, citable by its content hash."""
+    """A released dataset version as a BagIt bag in the new directory ``dest``: the files its
+    members name (any record type), its manifest, the members' typed records and what they
+    reference, every annotator's labels as of the release, and provenance, citable by its
+    content hash."""
     from flordb.lifecycle.bags import export
 
     return export(_session, version, dest)
 
 
 def import_bag(path: str | os.PathLike[str]) -> Any:
-    """Verify the dataset bag at ``path`` (made by ``DatasetVersion.export``), copy its files
-    into this project and release its version here; a tampered bag raises ``IntegrityError``.
+    """Verify the dataset bag at ``path`` (made by :func:`export_bag`), copy its files into
+    this project, recreate its typed records and every annotator's labels (with their times),
+    and release its version here under its original release time; a tampered bag raises
+    ``IntegrityError`` naming the file. Importing the same bag again changes nothing.
     """
     from flordb.lifecycle.bags import import_bag as _import_bag
 

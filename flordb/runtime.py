@@ -656,14 +656,16 @@ class Runtime:
 
     # ----------------------------------------------------------------- inputs and outputs
     def record_io(self, direction: Direction, kind: IoKind, ref: str, checksum: str | None,
-                  nbytes: int | None = None) -> None:
-        """Record an input or output of the current run (started if needed)."""
+                  nbytes: int | None = None, as_of: float | None = None) -> None:
+        """Record an input or output of the current run (started if needed); ``as_of``: the
+        cut-off of a read of a feature."""
         from flordb.store import io
 
         self.ensure_run()
         if isinstance(self.mode, RecordMode) and self.run_id is not None:
             # (a replay re-reads what the run read: nothing new to record)
-            io.record(self.mode.conn, self.run_id, direction, kind, ref, checksum, nbytes)
+            io.record(self.mode.conn, self.run_id, direction, kind, ref, checksum, nbytes,
+                      as_of)
 
     def file_io(self, direction: Direction, path: str | os.PathLike[str]) -> None:
         """``flor.input``/``flor.output``: inputs are hashed now, outputs at the run's end."""
@@ -786,8 +788,8 @@ class ThreadSession:
         return current().resolve_project()
 
     def record_io(self, direction: Direction, kind: IoKind, ref: str, checksum: str | None,
-                  nbytes: int | None = None) -> None:
-        current().record_io(direction, kind, ref, checksum, nbytes)
+                  nbytes: int | None = None, as_of: float | None = None) -> None:
+        current().record_io(direction, kind, ref, checksum, nbytes, as_of)
 
     def flush(self) -> None:
         current().flush()

@@ -5,20 +5,27 @@
 
 A bag holds, under ``data/``:
 
-- ``version.json``: the dataset, label, record type, member count, release time and the
-  version's content hash (the sha256 of its manifest), which is also the bag's
-  ``External-Identifier``: ``flordb:<name>@<label>#sha256:<hash>``, a citable identifier;
+- ``version.json``: the dataset, label, record type, member count, files, release time and
+  the version's content hash (the sha256 of its manifest, which holds each member file's
+  sha256: the hash names members and bytes), which is also the bag's ``External-Identifier``:
+  ``flordb:<name>@<label>#sha256:<hash>``, a citable identifier;
 - ``manifest.csv``: the frozen members (``record_id, record_type, checksum``);
-- ``files/``: every member file found in the project, at its record id's path;
-- ``features.json`` and ``labels.csv``: the definitions of the features on the record type
-  and their values as of the release (who, which workflow, when);
+- ``files/``: every member that names a file of the project, whatever its record type (a
+  ``Recording`` whose id is its path), at its record id's path;
+- ``records.json``: the record types of the members and of the records they reference
+  (``Recording`` -> ``Speaker``), with those records and their attributes;
+- ``features.json`` and ``labels.csv``: the features on those record types and every value
+  stored by the release, each with its annotator, workflow, time and run;
 - ``provenance.csv``: the version's lineage (runs with code snapshot and environment,
   versions it was split from or nests).
 
-BagIt's own sha256 manifests cover every file. Importing validates the bag (a changed or
-missing file is an :class:`~flordb.errors.IntegrityError`), checks that the manifest still
-hashes to the content hash, copies the files into the project, and releases the version under
-the same name and label, which must then hash the same.
+BagIt's own sha256 manifests cover every file. Importing validates the bag and names the file
+that fails (changed, missing, or not in the manifest; a changed manifest), checks that the
+manifest still hashes to the content hash, copies the files into the project, recreates the
+record types, records, features and every annotator's values with their times, and releases
+the version under the same name, label and release time, which must then hash the same. So the
+same grouped split, the same ``training_data(..., as_of=<version>)`` and the same majority
+votes come out at both sites. Importing twice changes nothing.
 """
 
 from __future__ import annotations
@@ -28,62 +35,54 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flordb.errors import DatasetError, IntegrityError, NotAProjectError
 
 if TYPE_CHECKING:
+    import pandas
+
     from flordb.lifecycle.datasets import DatasetVersion
     from flordb.lifecycle.session import Session
 
 FILES = "files"
+LABEL_COLUMNS = ["feature", "record_id", "value", "annotator", "workflow", "created", "run"]
 
 
 def export(session: Session, version: DatasetVersion, dest: str | os.PathLike[str]) -> Path:
     """Write ``version`` as a bag in the new directory ``dest``; returns its path."""
     import bagit
 
-    from flordb.lifecycle.features import get_feature
     from flordb.lifecycle.lineage import lineage
-    from flordb.store import lifecycle as sql
-    from flordb.store.registry import features_on
 
     dest = Path(dest)
     if dest.exists():
         raise DatasetError(f"{dest} exists: a bag is written to a new directory")
-    version.verify()
-    root = session.project_root()
+    version.verify(files=True)
+    root = session.project_root().resolve()
     members = version.members()
     with session.reading() as conn:
+        from flordb.store import lifecycle as sql
+
         released = sql.released_at(conn, version.version_id)
         row = sql.dataset_row(conn, version.dataset)
-        names = [] if row is None else features_on(conn, row[1])
     dest.mkdir(parents=True)
     present = 0
-    for rid, rtype, digest in members.itertuples(index=False, name=None):
-        source = root / rid
-        if rtype == "file" and digest is not None and source.is_file():
-            target = dest / FILES / rid
+    for rid, _, digest in members.itertuples(index=False, name=None):
+        source = _inside(root, rid)
+        if digest is not None and source is not None and source.is_file():
+            target = dest / FILES / source.relative_to(root)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
             present += 1
     members.to_csv(dest / "manifest.csv", index=False)
-    features, labels = [], []
-    for name in names:
-        f = get_feature(session, name)
-        features.append({"name": f.name, "record_type": f.record_type, "columns": f.columns,
-                         "vocabulary": f.vocabulary})
-        chosen = f.values(as_of=version)
-        chosen = chosen[chosen["record_id"].isin(set(members["record_id"]))]
-        for _, r in chosen.iterrows():
-            labels.append({"feature": name, "record_id": r["record_id"],
-                           "value": json.dumps({c: _plain(r[c]) for c in f.columns}),
-                           "annotator": r["annotator"], "workflow": r["workflow"],
-                           "run": r["tstamp"]})
+    records, ids = _records(session, members)
+    (dest / "records.json").write_text(json.dumps(records, indent=1))
+    types = sorted((set(records) | set(members["record_type"])) - {"dataset"})
+    features, labels = _labels(session, types, ids, version)
     (dest / "features.json").write_text(json.dumps(features, indent=1))
     with (dest / "labels.csv").open("w", newline="") as out:
-        writer = csv.DictWriter(out, ["feature", "record_id", "value", "annotator", "workflow",
-                                      "run"])
+        writer = csv.DictWriter(out, LABEL_COLUMNS)
         writer.writeheader()
         writer.writerows(labels)
     lineage(session, version).to_csv(dest / "provenance.csv", index=False)
@@ -91,7 +90,8 @@ def export(session: Session, version: DatasetVersion, dest: str | os.PathLike[st
     (dest / "version.json").write_text(json.dumps({
         "dataset": version.dataset, "label": version.label, "record_type": row[1] if row else "",
         "content_hash": version.content_hash, "n_members": version.n_members,
-        "files": present, "released": released, "identifier": identifier}, indent=1))
+        "files": present, "records": sum(len(t["records"]) for t in records.values()),
+        "labels": len(labels), "released": released, "identifier": identifier}, indent=1))
     bagit.make_bag(str(dest), {"External-Identifier": identifier,
                                "External-Description": f"dataset version {version.ref}",
                                "Bag-Software-Agent": "flordb"}, checksums=["sha256"])
@@ -99,28 +99,88 @@ def export(session: Session, version: DatasetVersion, dest: str | os.PathLike[st
     return dest
 
 
-def import_bag(session: Session, path: str | os.PathLike[str]) -> DatasetVersion:
-    """Validate the bag at ``path``, copy its files into the project and release its version
-    here; returns it. Importing the same bag again returns the same version."""
-    import bagit
-
-    from flordb.lifecycle.datasets import content_hash, dataset, get_dataset
-    from flordb.lifecycle.features import feature
-
+def _inside(root: Path, record_id: str) -> Path | None:
+    """The file of the project ``record_id`` names, or None when it names none there."""
     try:
-        bag = bagit.Bag(str(path))
-        bag.validate()
-    except bagit.BagError as exc:
-        changed = _changed(Path(path))
-        why = f"{', '.join(changed[:5])} changed or missing" if changed else _first(exc)
-        raise IntegrityError(f"bag {path} does not verify: {why}") from None
-    data = Path(bag.path) / "data"
+        path = Path(record_id)
+        full = (path if path.is_absolute() else root / path).resolve()
+        full.relative_to(root)
+    except (OSError, ValueError):
+        return None
+    return full
+
+
+def _records(session: Session, members: pandas.DataFrame
+             ) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """The record types of ``members`` and of what they reference, transitively, each with
+    its attributes and the records the bag needs; and every record id among them."""
+    from flordb.lifecycle.records import lookup
+
+    wanted: dict[str, set[str]] = {}
+    for rid, rtype in members[["record_id", "record_type"]].itertuples(index=False):
+        wanted.setdefault(rtype, set()).add(str(rid))
+    out: dict[str, dict[str, Any]] = {}
+    todo = list(wanted)
+    while todo:
+        name = todo.pop()
+        declared = lookup(session, name)
+        if declared is None:
+            continue
+        table = declared.records()
+        rows = table[table["record_id"].isin(wanted[name])]
+        entry = out.setdefault(name, {"attributes": declared.attributes, "records": []})
+        known = {r["record_id"] for r in entry["records"]}
+        entry["records"] += [{k: _plain(v) for k, v in r.items()}
+                             for r in rows.to_dict("records") if r["record_id"] not in known]
+        for attribute, t in declared.attributes.items():
+            if t.startswith("ref:"):
+                target = t[4:]
+                refs = {str(v) for v in rows[attribute] if v is not None}
+                if refs - wanted.get(target, set()):
+                    wanted.setdefault(target, set()).update(refs)
+                    todo.append(target)
+    ids = {r["record_id"] for t in out.values() for r in t["records"]} | set(
+        members["record_id"].astype(str))
+    return out, ids
+
+
+def _labels(session: Session, record_types: list[str], ids: set[str], version: DatasetVersion
+            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The features on ``record_types`` and every value of ``ids`` stored by the release."""
+    from flordb.lifecycle.features import get_feature
+    from flordb.store.registry import features_on
+
+    with session.reading() as conn:
+        names = sorted({n for t in record_types for n in features_on(conn, t)})
+    features, labels = [], []
+    for name in names:
+        f = get_feature(session, name)
+        features.append({"name": f.name, "record_type": f.record_type, "columns": f.columns,
+                         "vocabulary": f.vocabulary})
+        values = f.values(as_of=version)
+        for _, r in values[values["record_id"].isin(ids)].iterrows():
+            labels.append({"feature": name, "record_id": r["record_id"],
+                           "value": json.dumps({c: _plain(r[c]) for c in f.columns}),
+                           "annotator": r["annotator"], "workflow": r["workflow"],
+                           "created": repr(float(r["created"])), "run": r["tstamp"]})
+    return features, labels
+
+
+def import_bag(session: Session, path: str | os.PathLike[str]) -> DatasetVersion:
+    """Validate the bag at ``path``, copy its files into the project, recreate its records and
+    labels, and release its version here; returns it. Importing the same bag again returns the
+    same version and changes nothing."""
+    from flordb.lifecycle.datasets import content_hash, dataset, get_dataset
+
+    bag = Path(path)
+    data = _validate(bag)
     meta = json.loads((data / "version.json").read_text())
     with (data / "manifest.csv").open(newline="") as f:
         manifest = [(r["record_id"], r["record_type"], r["checksum"] or None)
                     for r in csv.DictReader(f)]
     if content_hash(manifest) != meta["content_hash"]:
-        raise IntegrityError(f"bag {path}: its manifest does not hash to {meta['content_hash']}")
+        raise IntegrityError(f"bag {path}: data/manifest.csv does not hash to "
+                             f"{meta['content_hash']}")
     name, label = meta["dataset"], meta["label"]
     try:
         existing = get_dataset(session, name).version(label)
@@ -130,32 +190,88 @@ def import_bag(session: Session, path: str | os.PathLike[str]) -> DatasetVersion
         if existing.content_hash != meta["content_hash"]:
             raise DatasetError(f"{name}@{label} exists here with other members")
         return existing
-    root = session.project_root()
-    for rid, rtype, _ in manifest:
-        source = data / FILES / rid
-        if source.is_file():
-            target = root / rid
-            if target.exists() and target.read_bytes() != source.read_bytes():
-                raise DatasetError(f"{target} exists with other content than the bag's {rid}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+    root = session.project_root().resolve()
+    copies = []
+    for rid, _, digest in manifest:
+        target = _inside(root, rid)
+        source = None if target is None else data / FILES / target.relative_to(root)
+        if digest is None or source is None or target is None or not source.is_file():
+            continue
+        if target.exists() and target.read_bytes() != source.read_bytes():
+            raise DatasetError(f"{target} exists with other content than the bag's {rid}")
+        copies.append((source, target))
+    records = json.loads((data / "records.json").read_text()) \
+        if (data / "records.json").is_file() else {}
+    _import_records(session, records)
+    for source, target in copies:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
     ds = dataset(session, name, meta["record_type"] or "file")
     for rtype in sorted({t for _, t, _ in manifest}):
         ds.add([rid for rid, t, _ in manifest if t == rtype], record_type=rtype)
-    version = ds.release(label, description=f"imported from {meta['identifier']}")
+    version = ds.release(label, description=f"imported from {meta['identifier']}",
+                         released=meta.get("released"))
     if version.content_hash != meta["content_hash"]:
         raise IntegrityError(f"{name}@{label}: the imported members hash to "
                              f"{version.content_hash}, not the bag's {meta['content_hash']}")
+    _import_labels(session, data)
+    session.record_io("input", "dataset", f"bag:{version.ref}", version.content_hash)
+    return version
+
+
+def _validate(bag: Path) -> Path:
+    """The bag's payload directory, once BagIt validation passes; else an
+    :class:`IntegrityError` naming the file: a tag file that changed, a payload file that
+    changed, is missing or is not in the manifest."""
+    import bagit
+
+    try:
+        bagit.Bag(str(bag)).validate()
+    except bagit.BagError as exc:
+        problems = _changed(bag, "tagmanifest-sha256.txt") or _changed(
+            bag, "manifest-sha256.txt") or [f"{f} (not in the manifest)" for f in _extra(bag)]
+        why = "; ".join(problems[:5]) if problems else _first(exc)
+        raise IntegrityError(f"bag {bag} does not verify: {why}") from None
+    return bag / "data"
+
+
+def _import_records(session: Session, records: dict[str, dict[str, Any]]) -> None:
+    """Declare the bag's record types (referenced ones first) and store its records."""
+    from flordb.lifecycle.records import Ref, record_type
+
+    done: set[str] = set()
+
+    def declare(name: str) -> None:
+        if name in done or name not in records:
+            return
+        done.add(name)
+        attributes = records[name]["attributes"]
+        for t in attributes.values():
+            if t.startswith("ref:") and t[4:] != name:
+                declare(t[4:])
+        declared = record_type(session, name, {
+            a: Ref(t[4:]) if t.startswith("ref:") else t for a, t in attributes.items()})
+        declared.add_many(records[name]["records"])
+
+    for name in sorted(records):
+        declare(name)
+
+
+def _import_labels(session: Session, data: Path) -> None:
+    """Define the bag's features and store every value with its annotator, workflow and time."""
+    from flordb.lifecycle.features import feature
+
+    by_feature: dict[str, list[dict[str, str]]] = {}
+    with (data / "labels.csv").open(newline="") as rows:
+        for r in csv.DictReader(rows):
+            by_feature.setdefault(r["feature"], []).append(r)
     for spec in json.loads((data / "features.json").read_text()):
         defined = feature(session, spec["name"], spec["record_type"],
                           {c: _TYPES[t] for c, t in spec["columns"].items()}, spec["vocabulary"])
-        with (data / "labels.csv").open(newline="") as rows:
-            for r in csv.DictReader(rows):
-                if r["feature"] == defined.name:
-                    defined.add(r["record_id"], r["annotator"], r["workflow"],
-                                **json.loads(r["value"]))
-    session.record_io("input", "dataset", f"bag:{version.ref}", version.content_hash)
-    return version
+        defined.import_values([
+            (r["record_id"], json.loads(r["value"]), r["annotator"], r["workflow"],
+             float(r["created"]) if r.get("created") else None)
+            for r in by_feature.get(defined.name, [])])
 
 
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
@@ -165,20 +281,31 @@ def _plain(value: object) -> object:
     return value.item() if hasattr(value, "item") else value
 
 
-def _changed(bag: Path) -> list[str]:
-    """The payload files whose sha256 differs from the bag's manifest, or are missing."""
+def _changed(bag: Path, manifest_name: str) -> list[str]:
+    """The files of ``manifest_name`` whose sha256 differs from it, or that are missing."""
     import hashlib
 
-    manifest = bag / "manifest-sha256.txt"
+    manifest = bag / manifest_name
     if not manifest.is_file():
         return []
     out = []
     for line in manifest.read_text().splitlines():
         digest, _, rel = line.partition(" ")
         file = bag / rel.strip()
-        if not file.is_file() or hashlib.sha256(file.read_bytes()).hexdigest() != digest:
-            out.append(rel.strip())
+        if not file.is_file():
+            out.append(f"{rel.strip()} (missing)")
+        elif hashlib.sha256(file.read_bytes()).hexdigest() != digest:
+            out.append(f"{rel.strip()} (changed)")
     return out
+
+
+def _extra(bag: Path) -> list[str]:
+    """Payload files that the bag's manifest does not list."""
+    manifest = bag / "manifest-sha256.txt"
+    listed = {line.partition(" ")[2].strip() for line in manifest.read_text().splitlines()} \
+        if manifest.is_file() else set()
+    return sorted(p.relative_to(bag).as_posix() for p in (bag / "data").rglob("*")
+                  if p.is_file() and p.relative_to(bag).as_posix() not in listed)
 
 
 def _first(exc: Exception) -> str:

@@ -85,9 +85,20 @@ class Dataset:
             record_type: str | None = None) -> int:
         """Add members (record ids, or dataset versions to nest); returns how many were new."""
         rows = [_member(r, record_type or self.record_type) for r in _iterable(records)]
+        self._check_types(rows)
         self._check_members(rows)
         with self.session.writing() as (conn, run_id):
             return sql.add_members(conn, self.dataset_id, rows, run_id)
+
+    def _check_types(self, rows: list[tuple[str, str]]) -> None:
+        """A dataset of a declared record type takes only its records (and nested versions),
+        whatever record type the call names."""
+        from flordb.lifecycle.records import lookup
+
+        other = sorted({t for _, t in rows} - {self.record_type, DATASET})
+        if other and lookup(self.session, self.record_type) is not None:
+            raise DatasetError(f"{self.name} is a dataset of {self.record_type} records: it "
+                               f"takes no {other[0]} records")
 
     def _check_members(self, rows: list[tuple[str, str]]) -> None:
         """Members of a declared record type must be records of it."""
@@ -126,16 +137,20 @@ class Dataset:
             return sql.members_frame(conn, self.dataset_id)
 
     def release(self, label: str | None = None, description: str = "", bump: Bump = "minor",
-                checksums: bool = True) -> DatasetVersion:
+                checksums: bool = True, released: float | None = None) -> DatasetVersion:
         """Freeze the working set as version ``label`` (default: the latest semantic version
         bumped by ``bump``: ``major``, ``minor`` or ``patch``; the first is ``1.0.0``). Without
         a label, a working set identical to the latest release returns that release.
 
-        With ``checksums``, members of type ``file`` found under the project are hashed, so a
-        changed file is detected by :meth:`DatasetVersion.verify` (``files=True``).
+        With ``checksums``, every member whose record id names a file of the project (whatever
+        its record type: a ``Recording`` whose id is its path) is hashed, so the content hash
+        names the bytes and a changed file is detected by :meth:`DatasetVersion.verify`
+        (``files=True``). ``released`` (epoch seconds) is for a version made elsewhere (an
+        imported bag), which keeps the time it was released there.
         """
         with self.session.writing() as (conn, run_id):
-            return _release(conn, run_id, self, label, description, bump, checksums)
+            return _release(conn, run_id, self, label, description, bump, checksums,
+                            released=released)
 
     def version(self, label: str | None = None) -> DatasetVersion:
         """Released version ``label`` (default: the latest released)."""
@@ -256,9 +271,12 @@ class DatasetVersion:
             if not same:
                 raise DatasetError(f"{names[existing[0]]} already exists as a split of another"
                                    f" version or seed (or with other fractions or grouping)")
-            if all(v[2] == self.version_id for v in latest.values()):  # asked again
-                return {s: Dataset(self.session, row[0], names[s], row[3]).version(self.label)
-                        for s, row in made.items() if row is not None}
+            # Asked again (before or after later releases): the versions split from this one.
+            mine = {s: [v for v in h if v[2] == self.version_id and v[3] in (None, spec)]
+                    for s, h in history.items()}
+            if all(mine.values()):
+                return {s: Dataset(self.session, row[0], names[s], row[3])
+                        .version(mine[s][-1][1]) for s, row in made.items() if row is not None}
         members = self.members()
         ids = members["record_id"].tolist()
         previous: dict[str, str] = {}  # the sides of the latest split: members stay there
@@ -368,22 +386,22 @@ def _assign(ids: list[str], fractions: dict[str, float], seed: int,
 
 def _release(conn: sqlite3.Connection, run_id: int, ds: Dataset, label: str | None,
              description: str, bump: Bump, checksums: bool, parent_version: int | None = None,
-             split_spec: str | None = None) -> DatasetVersion:
+             split_spec: str | None = None, released: float | None = None) -> DatasetVersion:
     versions = sql.versions(conn, ds.dataset_id)
     labels = [v[0] for v in versions]
     if label in labels:
         raise DatasetError(f"{ds.name} already has a version {label!r}")
     members = sql.members(conn, ds.dataset_id)
     root = ds.session.project_root()
-    manifest = [(rid, rtype, _file_sha256(root, rid) if checksums and rtype == "file" else None)
-                for rid, rtype in members]
+    manifest = [(rid, rtype, _file_sha256(root, rid) if checksums and rtype != DATASET
+                 else None) for rid, rtype in members]
     digest = content_hash(manifest)
     if label is None and versions and versions[-1][1] == digest:
         latest = versions[-1]  # nothing changed: the latest release is this version
         return DatasetVersion(ds.session, latest[2], ds.name, latest[0], digest, latest[3])
     label = label or _bump(labels, bump)
     version_id = sql.release(conn, ds.dataset_id, label, digest, manifest, run_id, description,
-                             parent_version, split_spec)
+                             parent_version, split_spec, released)
     return DatasetVersion(ds.session, version_id, ds.name, label, digest, len(manifest))
 
 
@@ -432,6 +450,10 @@ def _bump(labels: list[str], part: str) -> str:
 
 
 def _file_sha256(root: Path, record_id: str) -> str | None:
+    """The sha256 of the file ``record_id`` names (relative to the project), if it names one."""
     path = Path(record_id)
-    found = file_digest(path if path.is_absolute() else root / path)
+    try:
+        found = file_digest(path if path.is_absolute() else root / path)
+    except (OSError, ValueError):  # not a usable path (too long, a NUL): names no file
+        return None
     return found[0] if found else None

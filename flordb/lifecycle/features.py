@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -128,6 +129,19 @@ class Feature:
                            workflow or who)
         return len(checked)
 
+    def import_values(self, rows: list[tuple[str, dict[str, Any], str, str, float | None]]
+                      ) -> int:
+        """Store values made elsewhere (an imported bag): ``(record_id, values, annotator,
+        workflow, created)``, each keeping who made it and when (``None``: now)."""
+        import time
+
+        now = time.time()
+        checked = [(str(rid), json.dumps(self._check(values)), who, workflow, created or now)
+                   for rid, values, who, workflow, created in rows]
+        with self.session.writing() as (conn, run_id):
+            sql.import_values(conn, self.feature_id, run_id, checked)
+        return len(checked)
+
     def _check(self, values: dict[str, Any]) -> dict[str, Any]:
         extra = set(values) - set(self.columns)
         missing = set(self.columns) - set(values)
@@ -168,8 +182,10 @@ class Feature:
             return None
         if hasattr(as_of, "version_id") and hasattr(as_of, "content_hash"):  # a version
             return float(sql.released_at(conn, as_of.version_id))
-        if isinstance(as_of, int) and not isinstance(as_of, bool):
-            when = sql.read_at(conn, as_of, self.name)
+        if isinstance(as_of, float):
+            return as_of  # epoch seconds
+        if isinstance(as_of, numbers.Integral) and not isinstance(as_of, bool):
+            when = sql.read_at(conn, int(as_of), self.name)
             if when is None:
                 raise FeatureError(f"as_of={as_of}: no run {as_of}")
             return float(when)
@@ -178,7 +194,7 @@ class Feature:
             if stamp.tzinfo is None:
                 stamp = stamp.tz_localize(_dt.datetime.now().astimezone().tzinfo)
             return float(stamp.timestamp())
-        raise FeatureError(f"as_of takes a dataset version, a run id or a time, not "
+        raise FeatureError(f"as_of takes a dataset version, a run id, a time or epoch seconds, not "
                            f"{type(as_of).__name__}")
 
     def select(self, how: Selector = "newest", annotator: str | None = None,
@@ -213,10 +229,16 @@ class Feature:
         return ordered.groupby("record_id", sort=True).head(1).reset_index(drop=True)
 
     def read(self, how: Selector = "newest", **filters: Any) -> pandas.DataFrame:
-        """:meth:`select`, recording the selection as an input of the current run."""
+        """:meth:`select`, recording the selection as an input of the current run with the
+        cut-off it used, so that ``as_of=<this run>`` reads it again exactly."""
+        with self.session.reading() as conn:
+            cutoff = self._when(conn, filters.get("as_of"))
+        if cutoff is not None:
+            filters["as_of"] = cutoff  # one cut-off for the selection and the record
         chosen = self.select(how, **filters)
         digest = hashlib.sha256(chosen.drop(columns=["created"]).to_csv(index=False).encode())
-        self.session.record_io("input", "feature", self.name, digest.hexdigest())
+        self.session.record_io("input", "feature", self.name, digest.hexdigest(),
+                               as_of=cutoff)
         return chosen
 
 

@@ -20,6 +20,7 @@ script, status, code snapshot, environment).
 
 from __future__ import annotations
 
+import numbers
 from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any
 
@@ -120,8 +121,8 @@ def _resolve(session: Session, target: Any, edges: list[tuple[str, str]]) -> lis
     nodes = {n for e in edges for n in e}
     if isinstance(target, DatasetVersion):
         return [f"dataset:{target.ref}"]
-    if isinstance(target, int):
-        return [f"run:{target}"]
+    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+        return [f"run:{int(target)}"]  # numpy's too (a run_id from a frame)
     if hasattr(target, "columns") and "run_id" in target.columns:  # flor.best(...) rows
         return [f"run:{int(r)}" for r in target["run_id"]]
     if hasattr(target, "get") and target.get("run_id") is not None:  # one row of it

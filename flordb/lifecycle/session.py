@@ -32,8 +32,8 @@ class Session(Protocol):
         """The project (root, id, whether it is in git)."""
 
     def record_io(self, direction: Direction, kind: IoKind, ref: str, checksum: str | None,
-                  nbytes: int | None = None) -> None:
-        """Record an input or output of the current run."""
+                  nbytes: int | None = None, as_of: float | None = None) -> None:
+        """Record an input or output of the current run (``as_of``: a read's cut-off)."""
 
     def flush(self) -> None:
         """Write this process's buffered values."""

@@ -29,10 +29,12 @@ IoKind = Literal["dataset", "file", "feature", "checkpoint"]
 
 
 def record(conn: sqlite3.Connection, run_id: int, direction: Direction, kind: IoKind, ref: str,
-           checksum: str | None, nbytes: int | None = None) -> None:
-    """Record one input or output of ``run_id`` (the latest of the same ref wins)."""
+           checksum: str | None, nbytes: int | None = None, as_of: float | None = None
+           ) -> None:
+    """Record one input or output of ``run_id`` (the latest of the same ref wins); ``as_of``:
+    the cut-off (epoch seconds) of a read of values stored over time (a feature)."""
     with write_transaction(conn):
         conn.execute(
-            "INSERT OR REPLACE INTO run_io (run_id, direction, kind, ref, checksum, bytes, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run_id, direction, kind, ref, checksum, nbytes, time.time()))
+            "INSERT OR REPLACE INTO run_io (run_id, direction, kind, ref, checksum, bytes, at,"
+            " as_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, direction, kind, ref, checksum, nbytes, time.time(), as_of))

@@ -105,14 +105,15 @@ def versions_frame(conn: sqlite3.Connection, dataset_id: int) -> pandas.DataFram
 def release(conn: sqlite3.Connection, dataset_id: int, label: str, content_hash: str,
             manifest: list[tuple[str, str, str | None]], run_id: int,
             description: str, parent_version: int | None = None,
-            split_spec: str | None = None) -> int:
+            split_spec: str | None = None, released: float | None = None) -> int:
     """Insert a version and its frozen manifest (a split's: the version it was split from,
-    and how); returns the version's id."""
+    and how; an imported one's: when it was released where it was made); returns its id."""
     version_id = inserted_id(conn.execute(
         "INSERT INTO dataset_versions (dataset_id, label, content_hash, n_members, released,"
         " released_by, description, parent_version, split_spec)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (dataset_id, label, content_hash, len(manifest), time.time(), run_id, description,
+        (dataset_id, label, content_hash, len(manifest), released or time.time(), run_id,
+         description,
          parent_version, split_spec)))
     conn.executemany(
         "INSERT INTO version_members (version_id, record_id, record_type, checksum)"
@@ -241,6 +242,17 @@ def put_values(conn: sqlite3.Connection, feature_id: int, run_id: int,
         [(feature_id, rid, run_id, annotator, workflow, now, value) for rid, value in values])
 
 
+def import_values(conn: sqlite3.Connection, feature_id: int, run_id: int,
+                  rows: list[tuple[str, str, str, str, float]]) -> None:
+    """Store ``(record_id, value JSON, annotator, workflow, created)`` rows made elsewhere
+    (an imported bag) under the importing run, keeping who made each and when."""
+    conn.executemany(
+        "INSERT OR REPLACE INTO feature_values (feature_id, record_id, run_id,"
+        " annotator, workflow, created, value) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(feature_id, rid, run_id, who, workflow, created, value)
+         for rid, value, who, workflow, created in rows])
+
+
 def feature_values(conn: sqlite3.Connection, feature_id: int, as_of: float | None = None
                    ) -> list[tuple]:
     """``(record_id, value JSON, annotator, workflow, run_id, tstamp, created)``, oldest
@@ -260,10 +272,11 @@ def released_at(conn: sqlite3.Connection, version_id: int) -> float:
 
 
 def read_at(conn: sqlite3.Connection, run_id: int, feature: str) -> float | None:
-    """When run ``run_id`` read feature ``feature`` (its last read), or when it started if it
-    never did; None if there is no such run."""
-    row = conn.execute("SELECT at FROM run_io WHERE run_id = ? AND direction = 'input' AND"
-                       " kind = 'feature' AND ref = ?", (run_id, feature)).fetchone()
+    """The cut-off of run ``run_id``'s (last) read of feature ``feature``: the as-of it asked
+    for, else when it read; when it started if it never did; None if there is no such run."""
+    row = conn.execute("SELECT COALESCE(as_of, at) FROM run_io WHERE run_id = ? AND"
+                       " direction = 'input' AND kind = 'feature' AND ref = ?",
+                       (run_id, feature)).fetchone()
     if row is not None:
         return row[0]
     row = conn.execute("SELECT started FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -293,8 +306,9 @@ def lineage_edges(conn: sqlite3.Connection) -> dict[str, list[tuple]]:
             " JOIN dataset_versions v ON v.version_id = m.version_id"
             " JOIN datasets d ON d.dataset_id = v.dataset_id WHERE m.record_type = 'dataset'"
         ).fetchall(),
-        "io": conn.execute(
-            "SELECT run_id, direction, kind, ref, checksum, at FROM run_io").fetchall(),
+        "io": conn.execute(  # a read's time is the cut-off it used
+            "SELECT run_id, direction, kind, ref, checksum, COALESCE(as_of, at) FROM run_io"
+        ).fetchall(),
         "checkpoints": conn.execute(
             "SELECT DISTINCT run_id, loop_id, iter FROM checkpoints").fetchall(),
         "labelled": conn.execute(

@@ -29,7 +29,9 @@ Data model (see ``docs/store.md``):
   ``'recheck'`` (re-executed recorded names, kept for the fidelity report only);
   ``replay_checks`` keeps that report: per replay, run and name, values compared and differing.
   A unit's ``checks`` (v8) holds what its child found comparing its live state with the
-  recording's checkpoints (``replays.UnitChecks``).
+  recording's checkpoints (``replays.UnitChecks``). v8 also keys ``feature_values`` by
+  annotator (one run, a labelling app or an import, holds several annotators' values of a
+  record) and adds ``run_io.as_of``: the cut-off a run's read of a feature used.
 - Lifecycle records (v4; ``docs/lifecycle.md``): ``datasets`` with their working members
   (``dataset_members``), released ``dataset_versions`` with frozen manifests
   (``version_members``) and content hashes; ``features`` (typed value columns, controlled
@@ -321,6 +323,24 @@ ALTER TABLE datasets ADD COLUMN types TEXT NOT NULL DEFAULT '[]';
 
 _V8 = """
 ALTER TABLE replay_units ADD COLUMN checks TEXT;
+ALTER TABLE run_io ADD COLUMN as_of REAL;
+CREATE TABLE feature_values_by_annotator (
+    feature_id INTEGER NOT NULL REFERENCES features (feature_id),
+    record_id  TEXT NOT NULL,
+    run_id     INTEGER NOT NULL REFERENCES runs (run_id),
+    annotator  TEXT NOT NULL,
+    workflow   TEXT NOT NULL,
+    created    REAL NOT NULL,
+    value      TEXT NOT NULL,
+    PRIMARY KEY (feature_id, run_id, record_id, annotator)
+) WITHOUT ROWID;
+INSERT INTO feature_values_by_annotator (feature_id, record_id, run_id, annotator, workflow,
+                                         created, value)
+    SELECT feature_id, record_id, run_id, annotator, workflow, created, value
+    FROM feature_values;
+DROP TABLE feature_values;
+ALTER TABLE feature_values_by_annotator RENAME TO feature_values;
+CREATE INDEX feature_values_record ON feature_values (feature_id, record_id);
 """
 
 #: MIGRATIONS[i] takes the store from schema version i to i + 1.
