@@ -208,7 +208,7 @@ class ReplayMode:
             self.checks.agreed.append(iteration)
             return
         worst = max(found, key=lambda x: -1.0 if x.max_abs_diff is None else x.max_abs_diff)
-        self.checks.diverged = replays.Divergence(
+        self.checks.diverged = replays.StateDivergence(
             iteration, len(found), worst.path, worst.max_abs_diff, worst.describe())
         self._report()
         sys.stdout.flush()

@@ -33,6 +33,8 @@ from flordb.errors import NotRestorableError
 
 RNG_KEY = "__rng__"
 _IMMUTABLE = (int, float, complex, str, bytes, tuple, frozenset, bool, type(None))
+#: Types whose values are shared, never copied.
+_SCALARS = frozenset({bool, int, float, complex, str, bytes, type(None)})
 
 
 def kind_of(obj: Any) -> str:
@@ -114,19 +116,15 @@ def module_extras(module: Any) -> dict[str, dict[str, Any]]:
     attrs: dict[str, Any] = {}
     buffers: dict[str, Any] = {}
     for path, sub in module.named_modules():
-        for key, value in vars(sub).items():
-            if not key.startswith("_") and _plain(value):
-                attrs[f"{path}.{key}" if path else key] = value
+        prefix = f"{path}." if path else ""
+        for key, value in sub.__dict__.items():
+            if key[0] != "_" and (type(value) in _SCALARS or _plain(value)):
+                attrs[prefix + key] = value
         for key in getattr(sub, "_non_persistent_buffers_set", ()):
             buffer = sub._buffers.get(key)
             if buffer is not None:
-                buffers[f"{path}.{key}" if path else key] = buffer
+                buffers[prefix + key] = buffer
     return {"attrs": attrs, "buffers": buffers}
-
-
-def user_attributes(extras: dict[str, dict[str, Any]]) -> set[str]:
-    """Attribute paths in ``extras`` other than ``training`` (which every module has)."""
-    return {k for k in extras["attrs"] if k.rpartition(".")[2] != "training"}
 
 
 def _plain(value: Any, depth: int = 0) -> bool:
@@ -169,6 +167,8 @@ def _restore_extras(module: Any, extras: dict[str, dict[str, Any]]) -> None:
 
 def _copy_tree(value: Any) -> Any:
     """Deep copy of a state dict: tensors cloned to CPU, containers rebuilt, scalars shared."""
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, dict):
         return type(value)((k, _copy_tree(v)) for k, v in value.items())
     if isinstance(value, (list, tuple)):

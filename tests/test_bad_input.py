@@ -13,7 +13,7 @@ import sys
 
 import pytest
 from conftest import run_script
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flordb import kwargs
@@ -170,3 +170,27 @@ def test_names_of_any_characters_are_readable(repo):
     run_script(repo, code)
     frame = dataframe(repo, names)
     assert [frame[n].iloc[0] for n in names] == list(range(len(names)))
+
+
+# One project for every example: each is a run of its own, read back as the newest row.
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(st.text(min_size=1, max_size=16), min_size=1, max_size=4, unique=True))
+def test_any_logged_name_is_readable_or_refused_in_one_line(runtime, names):
+    import flordb as flor
+    from flordb.errors import BadNameError
+
+    stored = []
+    for i, name in enumerate(names):
+        try:
+            flor.log(name, i)
+            stored.append((name, i))
+        except BadNameError as exc:
+            assert "\n" not in str(exc)
+    flor.commit()
+    if not stored:
+        return
+    frame = flor.dataframe(*[n for n, _ in stored])
+    row = frame.iloc[-1]  # this run's row: each value under its name, or <name>_logged
+    columns = list(frame.columns[3:])
+    assert [row[c] for c in columns] == [i for _, i in stored]

@@ -26,7 +26,7 @@ DIVERGED_EXIT = 3
 
 
 @dataclass
-class Divergence:
+class StateDivergence:
     """The first boundary where a unit's live state differed from the recording."""
 
     iteration: int
@@ -42,7 +42,7 @@ class UnitChecks:
     the boundaries that agreed, and the one that did not."""
 
     agreed: list[int] = field(default_factory=list)
-    diverged: Divergence | None = None
+    diverged: StateDivergence | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -52,7 +52,7 @@ class UnitChecks:
         data = json.loads(text) if text else {}
         diverged = data.get("diverged")
         return cls(list(data.get("agreed", [])),
-                   Divergence(**diverged) if diverged else None)
+                   StateDivergence(**diverged) if diverged else None)
 
 
 @dataclass
