@@ -325,14 +325,15 @@ def ref(record_type: str) -> Any:
     return _ref(record_type)
 
 
-def export_bag(version: Any, dest: str | os.PathLike[str]) -> Path:
+def export_bag(version: Any, dest: str | os.PathLike[str], fetch: str | None = None) -> Path:
     """A released dataset version as a BagIt bag in the new directory ``dest``: the files its
     members name (any record type), its manifest, the members' typed records and what they
     reference, every annotator's labels as of the release, and provenance, citable by its
-    content hash."""
+    content hash. With ``fetch`` (a base URL such as ``file:///shared/lab``), member files are
+    listed in ``fetch.txt`` instead of copied, still hashed in the manifest."""
     from flordb.lifecycle.bags import export
 
-    return export(_session, version, dest)
+    return export(_session, version, dest, fetch)
 
 
 def import_bag(path: str | os.PathLike[str]) -> Any:

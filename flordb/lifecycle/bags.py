@@ -49,8 +49,14 @@ FILES = "files"
 LABEL_COLUMNS = ["feature", "record_id", "value", "annotator", "workflow", "created", "run"]
 
 
-def export(session: Session, version: DatasetVersion, dest: str | os.PathLike[str]) -> Path:
-    """Write ``version`` as a bag in the new directory ``dest``; returns its path."""
+def export(session: Session, version: DatasetVersion, dest: str | os.PathLike[str],
+           fetch: str | None = None) -> Path:
+    """Write ``version`` as a bag in the new directory ``dest``; returns its path.
+
+    With ``fetch`` (a base URL, e.g. ``file:///shared/lab`` or ``https://data.lab.org/v1``),
+    member files are not copied: each gets a ``fetch.txt`` entry ``<fetch>/<path>`` and its
+    sha256 in the payload manifest, so the bag still names and checks every byte (a "holey"
+    bag, for payloads too large to copy)."""
     import bagit
 
     from flordb.lifecycle.lineage import lineage
@@ -67,14 +73,18 @@ def export(session: Session, version: DatasetVersion, dest: str | os.PathLike[st
         released = sql.released_at(conn, version.version_id)
         row = sql.dataset_row(conn, version.dataset)
     dest.mkdir(parents=True)
-    present = 0
+    present, holes = 0, []
     for rid, _, digest in members.itertuples(index=False, name=None):
         source = _inside(root, rid)
         if digest is not None and source is not None and source.is_file():
-            target = dest / FILES / source.relative_to(root)
+            rel = source.relative_to(root).as_posix()
+            present += 1
+            if fetch is not None:
+                holes.append((rel, digest, source.stat().st_size))
+                continue
+            target = dest / FILES / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
-            present += 1
     members.to_csv(dest / "manifest.csv", index=False)
     records, ids = _records(session, members)
     (dest / "records.json").write_text(json.dumps(records, indent=1))
@@ -95,8 +105,25 @@ def export(session: Session, version: DatasetVersion, dest: str | os.PathLike[st
     bagit.make_bag(str(dest), {"External-Identifier": identifier,
                                "External-Description": f"dataset version {version.ref}",
                                "Bag-Software-Agent": "flordb"}, checksums=["sha256"])
+    if holes:
+        _add_holes(dest, holes, fetch or "")
     session.record_io("output", "dataset", f"bag:{version.ref}", version.content_hash)
     return dest
+
+
+def _add_holes(bag: Path, holes: list[tuple[str, str, int]], base: str) -> None:
+    """List files that stay outside the bag: their sha256 in the payload manifest, where to
+    fetch them in ``fetch.txt``, their bytes in Payload-Oxum; then the tag manifests anew."""
+    import bagit
+
+    with (bag / "manifest-sha256.txt").open("a") as manifest:
+        manifest.writelines(f"{digest}  data/{FILES}/{rel}\n" for rel, digest, _ in holes)
+    (bag / "fetch.txt").write_text("".join(
+        f"{base.rstrip('/')}/{rel} {size} data/{FILES}/{rel}\n" for rel, _, size in holes))
+    b = bagit.Bag(str(bag))
+    size, count = map(int, b.info["Payload-Oxum"].split("."))
+    b.info["Payload-Oxum"] = f"{size + sum(s for *_, s in holes)}.{count + len(holes)}"
+    b.save()
 
 
 def _inside(root: Path, record_id: str) -> Path | None:
@@ -173,7 +200,7 @@ def import_bag(session: Session, path: str | os.PathLike[str]) -> DatasetVersion
     from flordb.lifecycle.datasets import content_hash, dataset, get_dataset
 
     bag = Path(path)
-    data = _validate(bag)
+    data, fetched = _validate(bag)
     meta = json.loads((data / "version.json").read_text())
     with (data / "manifest.csv").open(newline="") as f:
         manifest = [(r["record_id"], r["record_type"], r["checksum"] or None)
@@ -194,8 +221,11 @@ def import_bag(session: Session, path: str | os.PathLike[str]) -> DatasetVersion
     copies = []
     for rid, _, digest in manifest:
         target = _inside(root, rid)
-        source = None if target is None else data / FILES / target.relative_to(root)
-        if digest is None or source is None or target is None or not source.is_file():
+        if digest is None or target is None:
+            continue
+        rel = target.relative_to(root).as_posix()
+        source = fetched.get(f"data/{FILES}/{rel}", data / FILES / rel)
+        if not source.is_file():
             continue
         if target.exists() and target.read_bytes() != source.read_bytes():
             raise DatasetError(f"{target} exists with other content than the bag's {rid}")
@@ -219,20 +249,49 @@ def import_bag(session: Session, path: str | os.PathLike[str]) -> DatasetVersion
     return version
 
 
-def _validate(bag: Path) -> Path:
-    """The bag's payload directory, once BagIt validation passes; else an
-    :class:`IntegrityError` naming the file: a tag file that changed, a payload file that
-    changed, is missing or is not in the manifest."""
+def _validate(bag: Path) -> tuple[Path, dict[str, Path]]:
+    """The bag's payload directory once it validates, and where each file its ``fetch.txt``
+    lists is found; else an :class:`IntegrityError` naming the file: a tag file that changed,
+    a payload file that changed, is missing or is not in the manifest."""
     import bagit
 
     try:
-        bagit.Bag(str(bag)).validate()
+        b = bagit.Bag(str(bag))
+        holes = {name: url for url, _, name in b.fetch_entries()}
+        if not holes:
+            b.validate()
+        else:  # files to fetch are checked where they are, against the same manifest
+            b.validate_fetch()
+            _check_holey(bag, holes)
     except bagit.BagError as exc:
         problems = _changed(bag, "tagmanifest-sha256.txt") or _changed(
             bag, "manifest-sha256.txt") or [f"{f} (not in the manifest)" for f in _extra(bag)]
         why = "; ".join(problems[:5]) if problems else _first(exc)
         raise IntegrityError(f"bag {bag} does not verify: {why}") from None
-    return bag / "data"
+    fetched = {name: _fetched(url) for name, url in holes.items()
+               if not (bag / name).is_file()}
+    return bag / "data", fetched
+
+
+def _check_holey(bag: Path, holes: dict[str, str]) -> None:
+    """Validate a bag whose ``fetch.txt`` lists files kept elsewhere: every file checked
+    against the manifests, in the bag or where ``fetch.txt`` says it is."""
+    problems = _changed(bag, "tagmanifest-sha256.txt") or _changed(
+        bag, "manifest-sha256.txt", holes) or [f"{f} (not in the manifest)" for f in _extra(bag)]
+    if problems:
+        raise IntegrityError(f"bag {bag} does not verify: {'; '.join(problems[:5])}")
+
+
+def _fetched(url: str) -> Path:
+    """The local file a ``fetch.txt`` URL names (``file://``); other schemes are fetched
+    first by a BagIt tool."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(url)
+    if parsed.scheme != "file":
+        raise DatasetError(f"{url} is to be fetched first: resolve the bag's fetch.txt with a "
+                           f"BagIt tool (e.g. bdbag --resolve-fetch all), then import it")
+    return Path(unquote(parsed.path))
 
 
 def _import_records(session: Session, records: dict[str, dict[str, Any]]) -> None:
@@ -281,8 +340,10 @@ def _plain(value: object) -> object:
     return value.item() if hasattr(value, "item") else value
 
 
-def _changed(bag: Path, manifest_name: str) -> list[str]:
-    """The files of ``manifest_name`` whose sha256 differs from it, or that are missing."""
+def _changed(bag: Path, manifest_name: str, holes: dict[str, str] | None = None
+             ) -> list[str]:
+    """The files of ``manifest_name`` whose sha256 differs from it, or that are missing (a
+    file in ``holes`` is looked for where its fetch URL says when the bag lacks it)."""
     import hashlib
 
     manifest = bag / manifest_name
@@ -292,6 +353,8 @@ def _changed(bag: Path, manifest_name: str) -> list[str]:
     for line in manifest.read_text().splitlines():
         digest, _, rel = line.partition(" ")
         file = bag / rel.strip()
+        if holes and rel.strip() in holes and not file.is_file():
+            file = _fetched(holes[rel.strip()])
         if not file.is_file():
             out.append(f"{rel.strip()} (missing)")
         elif hashlib.sha256(file.read_bytes()).hexdigest() != digest:

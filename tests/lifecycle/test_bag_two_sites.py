@@ -180,3 +180,44 @@ def test_a_tampered_bag_is_refused_by_file_name_and_nothing_is_copied(lab, tmp_p
     assert proc.returncode != 0 and "IntegrityError" in proc.stderr
     assert named in proc.stderr, proc.stderr
     assert not (site / "audio").exists()
+
+
+HOLEY = '''
+import flordb as flor
+from pathlib import Path
+Path("audio").mkdir()
+for k in range(3):
+    Path(f"audio/{k}.wav").write_bytes(bytes([k]) * 1000)
+corpus = flor.dataset("corpus")
+corpus.add([f"audio/{k}.wav" for k in range(3)])
+v = corpus.release()
+flor.export_bag(v, "../holey", fetch=Path("../shared").resolve().as_uri())
+'''
+
+
+def test_a_holey_bag_lists_large_files_in_fetch_txt_and_still_checks_them(tmp_path):
+    """Files kept on shared storage: the bag names them in fetch.txt and hashes them in its
+    manifest; an import finds them there and checks every byte."""
+    lab = make_repo(tmp_path / "lab")
+    shared = tmp_path / "shared" / "audio"
+    shared.mkdir(parents=True)
+    for k in range(3):
+        (shared / f"{k}.wav").write_bytes(bytes([k]) * 1000)
+    run_script(lab, HOLEY, name="export.py")
+    bag = tmp_path / "holey"
+    assert not (bag / "data" / "files").exists()
+    assert (bag / "fetch.txt").read_text().count("\n") == 3
+    assert "data/files/audio/1.wav" in (bag / "manifest-sha256.txt").read_text()
+    holey = bagit.Bag(str(bag))
+    holey.validate_fetch()
+    assert sorted(holey.files_to_be_fetched()) == [f"data/files/audio/{k}.wav" for k in range(3)]
+    assert holey.info["Payload-Oxum"].endswith(".9")  # 6 metadata files under data/ + 3 to fetch
+    site = make_repo(tmp_path / "site")
+    run_script(site, "import flordb as flor\nflor.import_bag('../holey').verify(files=True)\n")
+    assert (site / "audio" / "2.wav").read_bytes() == bytes([2]) * 1000
+    (shared / "1.wav").write_bytes(b"changed on the shared disk")
+    other = make_repo(tmp_path / "other")
+    proc = run_script(other, "import flordb as flor\nflor.import_bag('../holey')\n",
+                      check=False)
+    assert proc.returncode != 0 and "data/files/audio/1.wav (changed)" in proc.stderr
+    assert not (other / "audio").exists()
