@@ -16,7 +16,9 @@ variable exists (so the def-use check is exercised), else a constant. Each is pr
 every older version on its own and classified by rules that do not use the propagation engine:
 
 - **right**: the old file is otherwise byte-for-byte intact, and the statement sits at the same
-  structural position of the old version (found by the same rules), lifted over wrappers: e.g.
+  structural position of the old version (found by the same rules), and a statement at a
+  loop's head that logs the loop's target logs the old loop's name in that role (the first
+  name of its target: an ``enumerate`` index stays an index), lifted over wrappers: e.g.
   ``after_inner`` is right when the statement before it is, or contains, the old inner loop,
   in the old training loop's body (or the function that holds the inner loop);
 - **reported**: propagation declined with a reason, though the old version has the loops the
@@ -307,11 +309,13 @@ def _import_flor(module: cst.Module) -> tuple[cst.Module, str]:
 
 
 def classify(position: str, name: str, patched: str, old: str,
-             like: Like, edge: str | None = None) -> str:
+             like: Like, edge: str | None = None, role: bool = False) -> str:
     """``right`` or ``wrong`` for a placed statement (see the module docstring). ``edge`` is
     ``first`` or ``last`` when the statement was also first or last in its block in the
     newest version: then first or last in the old block that holds the same loop is right
-    too (the old version may have statements there that the newest one dropped)."""
+    too (the old version may have statements there that the newest one dropped). With
+    ``role``, the statement logs its loop's target (the first name of it): then it must log
+    the old loop's name in that role, never a look-alike."""
     lines = patched.splitlines(keepends=True)
     hit = [k for k, line in enumerate(lines) if f'"{name}"' in line]
     if len(hit) != 1:
@@ -342,10 +346,12 @@ def classify(position: str, name: str, patched: str, old: str,
         return "right"
     if position == "before_loops":
         return "right" if nxt is not None and _holds(nxt, o.stmt) else "wrong"
-    if position == "epoch_head":
-        return "right" if block is o.stmt.body and index == 0 else "wrong"
-    if position == "inner_head":
-        return "right" if block is i.stmt.body and index == 0 else "wrong"
+    if position in ("epoch_head", "inner_head"):
+        loop = o.stmt if position == "epoch_head" else i.stmt
+        if block is not loop.body or index != 0:
+            return "wrong"
+        return "right" if not role or _logged_name(placed.stmt) == _loop_target(loop) \
+            else "wrong"
     if position == "after_inner":
         inside = block is i.block or _holds(o.stmt, block)
         return "right" if prev is not None and _holds(prev, i.stmt) and inside \
@@ -354,6 +360,16 @@ def classify(position: str, name: str, patched: str, old: str,
         return "right" if prev is not None and _holds(prev, o.stmt) \
             and not _holds(o.stmt, block) else "wrong"
     raise ValueError(position)
+
+
+def _logged_name(stmt: cst.CSTNode) -> str | None:
+    """The variable a ``flor.log(name, variable)`` statement logs."""
+    if isinstance(stmt, cst.SimpleStatementLine) and isinstance(stmt.body[0], cst.Expr):
+        call = stmt.body[0].value
+        if isinstance(call, cst.Call) and len(call.args) >= 2 \
+                and isinstance(call.args[1].value, cst.Name):
+            return call.args[1].value.value
+    return None
 
 
 def has_place(old: str, position: str, like: Like, var: str | None) -> bool:
@@ -431,7 +447,8 @@ def run(project: str, path: str, repo: Path, limit: int | None, verbose: bool
                 continue
             p = result.placements[0]
             if p.status != "failed":
-                verdict = classify(position, name, result.source, old, like, edge)
+                verdict = classify(position, name, result.source, old, like, edge,
+                                   role=var is not None and position.endswith("_head"))
             else:
                 verdict = "reported" if has_place(old, position, like, var) else "absent"
             counts[(position, verdict)] += 1
