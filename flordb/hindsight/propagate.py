@@ -648,7 +648,7 @@ def _loop_roles(new: _Parsed, old: _Parsed, mapping: Mapping, s_tree: Tree
                 or not isinstance(image.origin, cst.For):
             continue
         theirs = {path: name for name, path in _target_paths(image.origin.target).items()}
-        same_kind = _iter_kind(new, a.origin) == _iter_kind(old, image.origin)
+        same_kind = _iter_kind(a.origin) == _iter_kind(image.origin)
         for name, path in _target_paths(a.origin.target).items():
             out.setdefault(name, theirs.get(path) if same_kind else None)
     return out
@@ -668,14 +668,14 @@ def _target_paths(target: cst.BaseExpression, path: tuple[int, ...] = ()
     return out
 
 
-def _iter_kind(parsed: _Parsed, loop: cst.For) -> str:
+def _iter_kind(loop: cst.For) -> str:
     """What a loop iterates, as far as roles go: the function it calls (``enumerate``,
-    ``zip``; inside ``flor.loop``), else the kind of expression."""
+    ``zip``; inside ``flor.loop("epoch", ...)`` or FlorDB 2's ``Flor.loop(...)``), else the
+    kind of expression."""
     it = loop.iter
-    if isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute) \
-            and it.func.attr.value == "loop" and dotted(it.func.value) in parsed.aliases \
-            and len(it.args) >= 2:
-        it = it.args[1].value
+    if isinstance(it, cst.Call) and dotted(it.func).rpartition(".")[2] == "loop" \
+            and it.args and it.args[-1].keyword is None:
+        it = it.args[-1].value
     if isinstance(it, cst.Call):
         return dotted(it.func).rpartition(".")[2] or "call"
     return "value"
