@@ -286,3 +286,53 @@ def test_a_run_that_cannot_be_reproduced_gets_no_value(tmp_path):
     assert "RECORDING DIFFERS at iteration 1" in report.runs[0].not_written, report.render()
     assert "no value written" in report.render()
     assert "w0" not in dataframe(repo, ["loss"]).columns
+
+
+SWITCHED = '''
+import flordb as flor
+import numpy as np
+
+import helpers
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(40, 3))
+y = X @ np.array([1.0, -1.0, 2.0])
+w = np.zeros(3)
+clip = flor.arg("clip", 0.0)
+with flor.checkpointing(w=w, rng=rng):
+    for epoch in flor.loop("epoch", range(5)):
+        for step in flor.loop("step", range(4)):
+            idx = rng.integers(0, 40, size=8)
+            g = X[idx].T @ (X[idx] @ w - y[idx]) / 8
+            if clip:
+                helpers.lr_factor()  # counts the clipped steps in a module global
+                g = np.clip(g, -clip, clip)
+            w -= 0.05 * g
+        flor.log("loss", float(np.mean((X @ w - y) ** 2)))
+'''
+
+
+def test_runs_whose_args_switch_a_code_path_are_each_checked(tmp_path):
+    """Only the run with clipping on counts its clipped steps in hidden state; the statement at
+    the epoch head reads that count. A cross-check of the first run only would agree and leave
+    the second run's values wrong; ``clip`` decides a branch, so each run is checked, the
+    second one's check disagrees, and every value equals a from-scratch run."""
+    repo = make_repo(tmp_path / "proj")
+    extra = {"helpers.py": HELPERS}
+    runs = [(), ("clip=0.5",)]
+    record(repo, SWITCHED, runs=runs, extra=extra)
+    (repo / "train.py").write_text(SWITCHED.replace(
+        '    for epoch in flor.loop("epoch", range(5)):\n',
+        '    for epoch in flor.loop("epoch", range(5)):\n'
+        '        flor.log("clipped", helpers.SEEN["steps"])\n'))
+    assert make_plan(repo, ["clipped"], verify="version").runs[1].verify is None
+    plan = make_plan(repo, ["clipped"], workers=2)
+    assert all(r.strategy.startswith("skip inner loops") for r in plan.runs)
+    assert all(r.verify is not None for r in plan.runs)
+    report = execute(repo, plan, progress=False)
+    assert report.ok, report.render()
+    assert "values agree" in report.runs[0].cross_check
+    assert "DISAGREES" in report.runs[1].cross_check
+    assert all(r.fell_back for r in report.runs)  # the version's analysis missed something
+    assert_equal_to_scratch(repo, report, ["clipped"], tmp_path, runs=runs, extra=extra)
+    assert dataframe(repo, ["clipped"])["clipped"].tolist()[-1] == 16
