@@ -8,8 +8,9 @@ plan uses restored state by *executing* everything before it (from the previous 
 from the start) and records that iteration. :func:`compare` sets its values beside the ones the
 plan's units computed from the restored state; any difference means the checkpoint does not
 hold everything the statements read, and the replay falls back to executing what it skipped
-(:func:`fallback`). The values of the plan's units stay pending, invisible, until the
-cross-check agrees.
+(:func:`fallback`). A check with nothing to compare (a statement after the loops) neither agrees
+nor disagrees: the units' checks against the recording (:mod:`flordb.replaying`) decide. The
+values of the plan's units stay pending, invisible, until their run is judged.
 """
 
 from __future__ import annotations

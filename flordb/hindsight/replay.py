@@ -347,13 +347,11 @@ def _cross_checks(conn, replay_id: int, runs: list[RunPlan], by_run: dict[int, l
         if run.verify is None:
             continue
         outcome = outcomes[run.run_id]
-        verify_id = run.verify.unit_id
+        d = replays.unit_checks(conn, run.verify.unit_id).diverged
         if outcome.cross_check_error:
             v = crosscheck.Verdict(run.run_id, run.verify.stop - 1,
                                    error=outcome.cross_check_error.splitlines()[0])
-        elif replays.unit_checks(conn, verify_id).diverged is not None:
-            d = replays.unit_checks(conn, verify_id).diverged
-            assert d is not None
+        elif d is not None:
             v = crosscheck.Verdict(run.run_id, d.iteration, error=(
                 f"executing from the checkpoint before it, the state differs from the "
                 f"recording's at iteration {d.iteration}: {d.detail}"))
