@@ -171,7 +171,8 @@ class Checkpointer:
     def _capture(run_id: int, loop_id: int, iteration: int,
                  enrolled: dict[str, tuple[Any, str]]) -> _Capture:
         t = time.perf_counter()
-        states = {name: (kind, _state.capture(obj, kind)) for name, (obj, kind) in
+        objs = {name: obj for name, (obj, _) in enrolled.items()}
+        states = {name: (kind, _state.capture(obj, kind, objs)) for name, (obj, kind) in
                   enrolled.items()}
         states[_state.RNG_KEY] = ("rng", _state.capture_rng())
         nbytes = sum(_state.captured_bytes(s) for name, (_, s) in states.items()
@@ -331,7 +332,7 @@ def apply(checkpoint: Checkpoint, objects_now: dict[str, Any]) -> None:
                        f"{', '.join(sorted(missing))}")
     for name, obj in objects_now.items():
         kind, captured = _state.join_entries(checkpoint.states, name)
-        _state.restore(obj, captured, kind)
+        _state.restore(obj, captured, kind, objects_now)
     _state.restore_rng(checkpoint.states[_state.RNG_KEY][1])
 
 
@@ -349,8 +350,7 @@ def compare(checkpoint: Checkpoint, objects_now: dict[str, Any], exact: bool = T
     out: list[Difference] = []
     for name, obj in objects_now.items():
         kind = checkpoint.states.get(name, (_state.kind_of(obj), None))[0]
-        # A pickled entry is loaded back as an object: compare it with the live object.
-        captured = obj if kind == "pickle" else _state.capture(obj, kind)
+        captured = _state.capture(obj, kind, objects_now)
         for entry, _, live in _state.split_entries(name, kind, captured):
             if entry not in checkpoint.states:
                 if entry == name:

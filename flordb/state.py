@@ -13,7 +13,9 @@ Three kinds of object, told apart without importing torch unless the user alread
   same array (shape and dtype must match).
 - ``pickle``: everything else, pickled with cloudpickle at capture time; restored in place for
   ``list``, ``dict``, ``set``, ``bytearray`` and objects with a ``__dict__`` (pandas objects
-  included).
+  included). A reference from such an object to another enrolled object (an EMA helper's
+  ``model``, a scheduler's ``optimizer``) is pickled as that object's enrolled name and
+  restored as the live object, never as a copy of it (:class:`Enrolled`).
 
 The RNG states that decide what the next iteration computes are captured beside them: Python's
 ``random``, numpy's legacy global generator, and torch's CPU and (when initialized) CUDA
@@ -27,6 +29,8 @@ import io
 import pickle
 import random
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from flordb.errors import NotRestorableError
@@ -86,12 +90,13 @@ def is_side_entry(name: str) -> bool:
     return name.endswith(GRADS_SUFFIX) or name.endswith(EXTRAS_SUFFIX)
 
 
-def capture(obj: Any, kind: str) -> Any:
+def capture(obj: Any, kind: str, enrolled: Mapping[str, Any] | None = None) -> Any:
     """A copy of ``obj``'s state, independent of later training steps.
 
     A torch module's capture adds its parameters' ``.grad`` (``None`` included), which its
     state dict does not hold (a gradient norm at the head of an epoch reads the gradients a
-    skipped inner loop left), and its :func:`module_extras`.
+    skipped inner loop left), and its :func:`module_extras`. A pickled object's references to
+    the other ``enrolled`` objects (name -> object) are pickled by name.
     """
     if kind == "torch":
         state = _copy_tree(obj.state_dict())
@@ -103,9 +108,49 @@ def capture(obj: Any, kind: str) -> Any:
         return state
     if kind == "numpy":
         return obj.copy()
+    return _pickle_by_name(obj, {id(o): n for n, o in (enrolled or {}).items() if o is not obj})
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """Where a pickled object referred to another enrolled object, seen without the live
+    objects (when a recorded state is compared with a live one)."""
+
+    name: str
+
+
+_PID = "flordb:enrolled"
+
+
+def _pickle_by_name(obj: Any, names: dict[int, str]) -> bytes:
     import cloudpickle
 
-    return cloudpickle.dumps(obj)
+    class ByName(cloudpickle.Pickler):
+        def persistent_id(self, o: Any) -> Any:
+            name = names.get(id(o))
+            return None if name is None else (_PID, name)
+
+    buf = io.BytesIO()
+    (ByName if names else cloudpickle.Pickler)(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buf.getvalue()
+
+
+def unpickle(data: bytes, live: Mapping[str, Any] | None = None) -> Any:
+    """A pickled capture loaded back; its references to enrolled objects resolve to the
+    ``live`` objects of those names, or to :class:`Enrolled` markers when ``live`` is None."""
+
+    class Loader(pickle.Unpickler):
+        def persistent_load(self, pid: Any) -> Any:
+            if not (isinstance(pid, tuple) and len(pid) == 2 and pid[0] == _PID):
+                raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+            if live is None:
+                return Enrolled(pid[1])
+            if pid[1] not in live:
+                raise NotRestorableError(f"the checkpoint refers to {pid[1]!r}, which is not "
+                                         "enrolled now")
+            return live[pid[1]]
+
+    return Loader(io.BytesIO(data)).load()
 
 
 def module_extras(module: Any) -> dict[str, dict[str, Any]]:
@@ -209,11 +254,14 @@ def deserialize(data: bytes, kind: str) -> Any:
         import numpy as np
 
         return np.load(io.BytesIO(data), allow_pickle=True)
+    if kind == "pickle":
+        return data  # loaded when restored, where its references to enrolled objects resolve
     return pickle.loads(data)
 
 
-def restore(obj: Any, state: Any, kind: str) -> None:
-    """Put ``state`` back into ``obj`` in place (the script keeps its references)."""
+def restore(obj: Any, state: Any, kind: str, enrolled: Mapping[str, Any] | None = None) -> None:
+    """Put ``state`` back into ``obj`` in place (the script keeps its references); a pickled
+    state's references to enrolled objects resolve to the live ``enrolled`` objects."""
     if kind == "torch":
         grads = None
         extras = None
@@ -234,7 +282,7 @@ def restore(obj: Any, state: Any, kind: str) -> None:
                 f"{state.shape} {state.dtype}")
         obj[...] = state
         return
-    saved = pickle.loads(state) if isinstance(state, bytes) else state
+    saved = unpickle(state, enrolled or {}) if isinstance(state, bytes) else state
     if isinstance(obj, (list, bytearray)):
         obj[:] = saved
     elif isinstance(obj, dict):

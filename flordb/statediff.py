@@ -11,10 +11,11 @@ comparisons are the default; state computed on an accelerator is compared within
 from __future__ import annotations
 
 import math
-import pickle
 import sys
 from dataclasses import dataclass
 from typing import Any
+
+from flordb.state import unpickle
 
 #: Tolerance for floating-point state computed on an accelerator (kernels need not be
 #: deterministic there).
@@ -66,8 +67,7 @@ def _walk(a: Any, b: Any, path: str, exact: bool, out: list[Difference], depth: 
         return
     if isinstance(a, bytes) and isinstance(b, bytes):
         if a != b:  # pickled objects: equal bytes are equal state; else compare the objects
-            _walk(_state_of(pickle.loads(a)), _state_of(pickle.loads(b)), path, exact, out,
-                  depth + 1)
+            _walk(_state_of(unpickle(a)), _state_of(unpickle(b)), path, exact, out, depth + 1)
         return
     if _number(a) and _number(b):
         x, y = float(a), float(b)
@@ -75,7 +75,7 @@ def _walk(a: Any, b: Any, path: str, exact: bool, out: list[Difference], depth: 
                 not exact and math.isclose(x, y, rel_tol=REL_TOL, abs_tol=ABS_TOL))):
             out.append(Difference(path, abs(x - y), f"recorded {a!r}, live {b!r}"))
         return
-    if type(a) is not type(b):
+    if type(a) is not type(b) and _type_name(a) != _type_name(b):
         out.append(Difference(path, None, f"recorded a {type(a).__name__}, live a "
                               f"{type(b).__name__}"))
         return
@@ -129,6 +129,13 @@ def _is_array(x: Any) -> bool:
     np, torch = sys.modules.get("numpy"), sys.modules.get("torch")
     return (np is not None and isinstance(x, (np.ndarray, np.generic))) or (
         torch is not None and isinstance(x, torch.Tensor))
+
+
+def _type_name(x: Any) -> str:
+    """A type's qualified name: a class of the script pickled by value in the recording is
+    another class object than the live one, of the same name."""
+    t = type(x)
+    return f"{t.__module__}.{t.__qualname__}"
 
 
 def _number(x: Any) -> bool:

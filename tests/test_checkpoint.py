@@ -229,6 +229,29 @@ def test_pandas_frame_restored_in_place():
     assert ref is df and df.equals(pd.DataFrame({"a": [1, 2]}))
 
 
+class Averager:
+    """A helper that holds a reference to another enrolled object (as an EMA holds a model)."""
+
+    def __init__(self, weights):
+        self.weights = weights
+        self.mean = [1.0, 2.0]
+
+
+def test_a_reference_to_another_enrolled_object_is_restored_as_that_object():
+    weights = [0.5] * 1000
+    helper = Averager(weights)
+    enrolled = {"weights": weights, "helper": helper}
+    data = state.serialize(state.capture(helper, "pickle", enrolled), "pickle")
+    assert len(data) < len(state.capture(helper, "pickle"))  # the list is not copied in
+    helper.mean.append(9.0)
+    helper.weights = [0.0]
+    state.restore(helper, state.deserialize(data, "pickle"), "pickle", enrolled)
+    assert helper.weights is weights and helper.mean == [1.0, 2.0]
+    assert state.unpickle(data).weights == state.Enrolled("weights")  # seen without them
+    with pytest.raises(state.NotRestorableError, match="'weights', which is not enrolled"):
+        state.restore(helper, data, "pickle", {"helper": helper})
+
+
 KILL_SCRIPT = """
 import numpy as np, flordb as flor
 state = np.zeros(4_000_000)

@@ -336,3 +336,69 @@ def test_runs_whose_args_switch_a_code_path_are_each_checked(tmp_path):
     assert all(r.fell_back for r in report.runs)  # the version's analysis missed something
     assert_equal_to_scratch(repo, report, ["clipped"], tmp_path, runs=runs, extra=extra)
     assert dataframe(repo, ["clipped"])["clipped"].tolist()[-1] == 16
+
+
+EMA = TRAIN.replace('''clip = flor.arg("clip", 0.0)
+''', '''clip = flor.arg("clip", 0.0)
+
+
+class EMA:
+    """An exponential moving average of a model's weights, as training code keeps one: it
+    holds a reference to the enrolled model and a copy of its parameters."""
+
+    def __init__(self, model, decay=0.9):
+        self.model = model
+        self.decay = decay
+        self.shadow = [p.detach().clone() for p in model.parameters()]
+
+    def update(self):
+        with torch.no_grad():
+            for s, p in zip(self.shadow, self.model.parameters()):
+                s.mul_(self.decay).add_(p, alpha=1 - self.decay)
+
+
+ema = EMA(net)
+''').replace('''            opt.step()
+''', '''            opt.step()
+            ema.update()
+''')
+
+
+def test_an_ema_helper_nobody_enrolled_is_executed_not_restored(tmp_path):
+    """``ema`` holds the enrolled model and a shadow copy of its weights, updated every step;
+    no checkpoint holds the shadow. A statement at the epoch head reading it cannot skip the
+    step loop nor start from a checkpoint: every value equals a from-scratch run."""
+    pytest.importorskip("torch")
+    repo = make_repo(tmp_path / "proj")
+    record(repo, EMA, runs=RUNS[:1])
+    (repo / "train.py").write_text(EMA.replace(HEAD, HEAD + '''\
+        flor.log("ema_bias", float(ema.shadow[1]))
+'''))
+    plan = make_plan(repo, ["ema_bias"], workers=3)
+    assert plan.runs[0].strategy.startswith("run everything from the start"), plan.render()
+    assert "ema" in plan.runs[0].strategy
+    report = execute(repo, plan, progress=False)
+    assert report.ok, report.render()
+    assert_equal_to_scratch(repo, report, ["ema_bias"], tmp_path, runs=RUNS[:1])
+    values = dataframe(repo, ["ema_bias"])["ema_bias"].tolist()
+    assert len(set(values)) == len(values) == 6  # it moves every epoch
+
+
+def test_an_enrolled_ema_helper_keeps_its_reference_to_the_model(tmp_path):
+    """Enrolled beside the model it averages, ``ema`` is restored in place: its ``model``
+    is still the script's ``net`` after a unit restores a middle checkpoint, so the units that
+    execute steps from checkpoints average the weights being trained, agree with the
+    recording at every boundary, and every per-step value equals a from-scratch run."""
+    pytest.importorskip("torch")
+    repo = make_repo(tmp_path / "proj")
+    source = EMA.replace("flor.checkpointing(net=net, opt=opt)",
+                         "flor.checkpointing(net=net, opt=opt, sched=sched, ema=ema)")
+    record(repo, source, runs=RUNS[:1])
+    (repo / "train.py").write_text(source.replace(STEP + "            ema.update()\n",
+                                                  STEP + "            ema.update()\n" + '''\
+            flor.log("ema_step", float(ema.shadow[1]))
+'''))
+    plan = make_plan(repo, ["ema_step"], workers=3)
+    report = execute(repo, plan, progress=False)
+    assert report.ok, report.render()
+    assert_equal_to_scratch(repo, report, ["ema_step"], tmp_path, runs=RUNS[:1])
