@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flordb import kwargs as _kwargs
 from flordb import notebook as _notebook
 from flordb import utils
-from flordb.errors import FlorError
+from flordb.errors import FlorError, HindsightError, InputError, LifecycleError, StoreError
 from flordb.runtime import _MAIN_THREAD
 from flordb.runtime import CHUNK as _CHUNK
 from flordb.runtime import RUNTIME as _rt
@@ -45,7 +45,8 @@ __all__ = ["log", "arg", "loop", "iteration", "checkpointing", "set_epsilon", "c
            "dataframe", "pivot", "query", "replay", "input", "output", "executions", "dataset",
            "get_dataset", "datasets", "export_bag", "import_bag", "record_type", "ref",
            "feature", "lineage", "derived", "best", "load_checkpoint", "feature_store",
-           "training_data", "plot", "utils", "FlorError"]
+           "training_data", "plot", "utils", "FlorError", "StoreError", "InputError",
+           "HindsightError", "LifecycleError"]
 __version__ = "0.1.0"
 
 T = TypeVar("T")
@@ -165,7 +166,9 @@ def checkpointing(**objects: Any) -> Iterator[None]:
 def set_epsilon(epsilon: float) -> None:
     """Bound checkpoint cost to ``epsilon`` of compute time (default 1/15; ``$FLORDB_EPSILON``)."""
     if not 0 < epsilon:
-        raise ValueError(f"epsilon must be positive, got {epsilon!r}")
+        from flordb.errors import BadValueError
+
+        raise BadValueError(f"epsilon must be positive, got {epsilon!r}")
     rt = _current()
     rt.epsilon = float(epsilon)
     if rt.checkpointer is not None:

@@ -94,7 +94,7 @@ class Capture:
                 self.seq += 1
                 lines.append((self.seq, time.time(), "stderr", None, "flordb",
                               f"[{self.left_out:,} more bytes of output were not kept: "
-                              f"FLORDB_CAPTURE_MB={self.limit / 2**20:g}]"))
+                              f"{settings.name('capture_mb')}={self.limit / 2**20:g}]"))
                 self.left_out = 0
             return lines
 

@@ -37,11 +37,12 @@ from typing import Any
 
 from flordb import settings
 from flordb import state as _state
+from flordb.errors import CheckpointWriteError, ReplayUnitError
 from flordb.statediff import Difference, differences
 from flordb.store import checkpoints, objects
 from flordb.store.db import connect_writer, store_dir
 
-DEFAULT_EPSILON = float(settings.DEFAULTS["FLORDB_EPSILON"] or 0)
+DEFAULT_EPSILON = float(settings.default("epsilon") or 0)
 #: Copy throughput assumed for the first estimate of a checkpoint's cost (bytes per second).
 _ASSUMED_COPY_BPS = 5e8
 #: Captures at least this large are written by the writer thread; smaller ones are written on
@@ -205,7 +206,7 @@ class Checkpointer:
         write_s = time.perf_counter() - t
         conn = self._conn
         if conn is None:
-            raise RuntimeError("checkpoint written after the checkpointer closed")
+            raise CheckpointWriteError("checkpoint written after the checkpointer closed")
         with self._conn_lock:
             checkpoints.insert(conn, rows, write_s)
 
@@ -223,7 +224,7 @@ class Checkpointer:
     def _raise_writer_error(self) -> None:
         if self._error is not None:
             error, self._error = self._error, None
-            raise RuntimeError(f"flordb: writing a checkpoint failed: {error}") from error
+            raise CheckpointWriteError(f"flordb: writing a checkpoint failed: {error}") from error
 
 
 class FlorFiles:
@@ -328,7 +329,7 @@ def apply(checkpoint: Checkpoint, objects_now: dict[str, Any]) -> None:
     """Restore ``objects_now`` (name -> the live object) and the RNG states in place."""
     missing = set(objects_now) - set(checkpoint.states)
     if missing:
-        raise KeyError(f"the checkpoint at iteration {checkpoint.iteration} has no "
+        raise ReplayUnitError(f"the checkpoint at iteration {checkpoint.iteration} has no "
                        f"{', '.join(sorted(missing))}")
     for name, obj in objects_now.items():
         kind, captured = _state.join_entries(checkpoint.states, name)

@@ -224,10 +224,13 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def port(text: str) -> int:
-    """A TCP port number, for argparse (which turns the ValueError into one usage line)."""
-    port = int(text)
+    """A TCP port number, for argparse (which turns the error into one usage line)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
     if not 1 <= port <= 65535:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"not a TCP port number (1-65535): {text!r}")
     return port
 
 

@@ -41,29 +41,26 @@ def cast(name: str, text: str, default: Any) -> Any:
     """``text`` as the type of ``default`` (bool, int, float, str, or a literal); with no
     default (``None``) the text itself."""
     kind = type(default)
+
+    def refused(why: object) -> ArgCastError:
+        return ArgCastError(f"{FLAG} {name}={text!r}: cannot cast to {kind.__name__} (the type "
+                            f"of the default of flor.arg({name!r}, {default!r})): {why}")
+
+    if kind is bool:
+        low = text.strip().lower()
+        if low in _TRUE or low in _FALSE:
+            return low in _TRUE
+        raise refused("expected one of true/false/1/0/yes/no/on/off")
+    if kind is str or default is None:
+        return text  # no default to go by: the text as given, as FlorDB returns it
     try:
-        if kind is bool:
-            low = text.strip().lower()
-            if low in _TRUE:
-                return True
-            if low in _FALSE:
-                return False
-            raise ValueError("expected one of true/false/1/0/yes/no/on/off")
-        if kind is int:
-            return int(text)
-        if kind is float:
-            return float(text)
-        if kind is str or default is None:
-            return text  # no default to go by: the text as given, as FlorDB returns it
-        value = ast.literal_eval(text)
-        if not isinstance(value, kind):
-            raise ValueError(f"got a {type(value).__name__}")
-        return value
+        value = int(text) if kind is int else float(text) if kind is float \
+            else ast.literal_eval(text)
     except (ValueError, SyntaxError, RecursionError, MemoryError) as exc:
-        raise ArgCastError(
-            f"{FLAG} {name}={text!r}: cannot cast to {kind.__name__} "
-            f"(the type of the default of flor.arg({name!r}, {default!r})): {exc}"
-        ) from None
+        raise refused(exc) from None
+    if not isinstance(value, kind):
+        raise refused(f"got a {type(value).__name__}")
+    return value
 
 
 def exit_with(error: ArgCastError) -> NoReturn:

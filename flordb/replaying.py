@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from flordb import checkpoint
+from flordb.errors import ReplayUnitError
 from flordb.loops import Frame, LoopHost
 from flordb.state import capture_rng
 from flordb.store import replays
@@ -88,7 +89,7 @@ class ReplayMode:
         return self.directive.run_id, None
 
     def end(self, status: Status) -> int:
-        raise RuntimeError("a replayed run is the recording's: its replay never ends it")
+        raise ReplayUnitError("a replayed run is the recording's: its replay never ends it")
 
     def loop_id(self, parent: Frame, name: str) -> int:
         """The recorded id of the loop instance being entered (negative when none matches)."""
@@ -190,7 +191,7 @@ class ReplayMode:
         ck = None if d.main_loop_id is None else \
             checkpoint.load(self.root, self.conn, d.run_id, d.main_loop_id, iteration)
         if ck is None or ck.iteration != iteration:
-            raise RuntimeError(f"flordb replay: the checkpoint of iteration {iteration} of run "
+            raise ReplayUnitError(f"flordb replay: the checkpoint of iteration {iteration} of run "
                                f"{d.run_id} cannot be read")
         self._apply(rt, ck)
 
@@ -222,7 +223,7 @@ class ReplayMode:
     @staticmethod
     def _apply(rt: LoopHost, ck: checkpoint.Checkpoint) -> None:
         if not rt.enrolled:
-            raise RuntimeError("flordb replay: restoring a checkpoint needs the objects enrolled"
+            raise ReplayUnitError("flordb replay: restoring a checkpoint needs the objects enrolled"
                                " with flor.checkpointing around the loop, as when recorded")
         checkpoint.apply(ck, {name: obj for name, (obj, _) in rt.enrolled.items()})
 

@@ -34,6 +34,7 @@ from flordb import capture as _capture
 from flordb import checkpoint, settings
 from flordb import state as _state
 from flordb import values as _values
+from flordb.errors import BadNameError, BadTypeError, BadValueError, MisuseError
 from flordb.loops import Frame, Series
 from flordb.modes import Mode, RecordMode, kwarg
 from flordb.store.io import Direction, IoKind
@@ -243,7 +244,7 @@ class Runtime:
         """End the active run durably; the next logging call starts a new run."""
         if self.live:
             names = ", ".join(f.name for f in self.live.values())
-            raise RuntimeError(f"flor.commit() inside flor.loop ({names}): commit between "
+            raise MisuseError(f"flor.commit() inside flor.loop ({names}): commit between "
                                "loops, where no loop iteration is in progress")
         if self.replaying and self.run_id is not None:
             self._replay_mode().finish(self)  # the replayed run ends here, not later runs
@@ -692,13 +693,13 @@ class Runtime:
         self.ensure_run()
         clash = set(objects) & set(self.enrolled)
         if clash:
-            raise ValueError(f"flor.checkpointing: already enrolled: {', '.join(sorted(clash))}")
+            raise BadValueError(f"flor.checkpointing: already enrolled: {', '.join(sorted(clash))}")
         kinds = {name: _state.kind_of(obj) for name, obj in objects.items()}
         self.enrolled.update({name: (obj, kinds[name]) for name, obj in objects.items()})
 
     def _mode(self) -> Mode:
         if self.mode is None:
-            raise RuntimeError("flordb: no run is active")
+            raise MisuseError("flordb: no run is active")
         return self.mode
 
     def _replay_mode(self) -> ReplayMode:
@@ -706,7 +707,7 @@ class Runtime:
 
         mode = self._mode()
         if not isinstance(mode, ReplayMode):
-            raise RuntimeError("flordb: not a replay unit's process")
+            raise MisuseError("flordb: not a replay unit's process")
         return mode
 
     def unenroll(self, names: Iterable[str]) -> None:
@@ -726,12 +727,10 @@ def home_dir(create: bool = True) -> Path:
 def _check_name(name: Any, what: str) -> None:
     """A name must be a str that SQLite can store (valid UTF-8: no lone surrogates)."""
     if type(name) is not str:
-        raise TypeError(f"{what} name must be a str, not {type(name).__name__}")
+        raise BadTypeError(f"{what} name must be a str, not {type(name).__name__}")
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        from flordb.errors import BadNameError
-
         raise BadNameError(f"{what} name {name!r} is not valid UTF-8 (it holds a lone "
                            "surrogate)") from None
 

@@ -82,6 +82,32 @@ class Settings:
 
 
 DEFAULTS = {v.name: v.default for v in VARIABLES}
+#: What every flordb variable's name starts with.
+PREFIX = "FLORDB_"
+_BY_FIELD = {v.field: v for v in VARIABLES}
+
+
+def name(field: str) -> str:
+    """The environment variable that sets :class:`Settings` field ``field``."""
+    return _BY_FIELD[field].name
+
+
+def default(field: str) -> float | bool | None:
+    """The default of :class:`Settings` field ``field``."""
+    return _BY_FIELD[field].default
+
+
+def environ(**values: object) -> dict[str, str]:
+    """Environment entries that give a child process these settings (by field name; flags
+    as ``1``/``0``)."""
+    return {name(f): ("1" if v else "0") if isinstance(v, bool) else str(v)
+            for f, v in values.items()}
+
+
+def is_flordb_variable(variable: str) -> bool:
+    """Whether ``variable`` is one of flordb's own (a run's recorded environment leaves them
+    out)."""
+    return variable.startswith(PREFIX)
 
 
 def read(environ: Mapping[str, str] | None = None) -> Settings:

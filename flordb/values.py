@@ -169,7 +169,9 @@ def decode(value: Any, vtype: str, text: str | None = None) -> Any:
         return PickledValue(text, bytes(value))
     if vtype == "repr":
         return Unpicklable(value, text)
-    raise ValueError(f"unknown stored value type {vtype!r}")
+    from flordb.errors import StoreValueError
+
+    raise StoreValueError(f"unknown stored value type {vtype!r}")
 
 
 def is_missing(value: object) -> bool:

@@ -5,6 +5,7 @@ itself."""
 from __future__ import annotations
 
 import ast
+import builtins
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,57 @@ def test_the_thread_session_is_a_session():
 
     wanted = {n for n in vars(Session) if not n.startswith("_")}
     assert wanted and all(callable(getattr(SESSION, n)) for n in wanted)
+
+
+def _code_strings(tree: ast.AST) -> list[ast.Constant]:
+    """String constants of a module that are not docstrings."""
+    docs = {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)}
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in docs]
+
+
+def test_environment_variables_are_named_only_in_settings():
+    """Every ``FLORDB_*`` name the code uses comes from ``settings.py`` (docstrings may name
+    them)."""
+    import re
+
+    variable = re.compile(r"FLORDB_[A-Z]")
+    found = sorted(f"{name}:{c.lineno}" for name, path in modules().items()
+                   if name != "flordb.settings"
+                   for c in _code_strings(ast.parse(path.read_text())) if variable.search(c.value))
+    assert found == []
+
+
+BUILTIN_ERRORS = {
+    n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)
+    # the protocols that name these: exits, iteration, a module's __getattr__, invariants
+    and n not in {"SystemExit", "KeyboardInterrupt", "StopIteration", "NotImplementedError",
+                  "AssertionError", "AttributeError"}}
+
+
+def test_errors_raised_on_purpose_are_flordb_errors():
+    """``raise ValueError(...)`` and friends in flordb are bugs waiting to be reported as
+    tracebacks: what flordb raises on purpose is a :class:`FlorError` (keeping a builtin base)."""
+    found = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) \
+                    and isinstance(node.exc.func, ast.Name) and node.exc.func.id in BUILTIN_ERRORS:
+                found.append(f"{name}:{node.lineno} {node.exc.func.id}")
+    assert found == []
+
+
+def test_every_error_is_under_one_of_four_groups():
+    from flordb import errors
+
+    groups = (errors.StoreError, errors.InputError, errors.HindsightError,
+              errors.LifecycleError)
+    own = [v for v in vars(errors).values() if isinstance(v, type)
+           and issubclass(v, errors.FlorError) and v is not errors.FlorError and v not in groups]
+    assert own and all(issubclass(e, groups) for e in own)
+    import flordb
+
+    assert all(hasattr(flordb, g.__name__) for g in (errors.FlorError, *groups))

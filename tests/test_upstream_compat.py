@@ -56,7 +56,8 @@ def test_the_public_names(repo):
         "dataframe", "pivot", "query", "replay", "input", "output", "executions", "dataset",
         "get_dataset", "datasets", "export_bag", "import_bag", "record_type", "ref",
         "feature", "lineage", "derived", "best", "load_checkpoint", "feature_store",
-        "training_data", "plot", "utils", "FlorError"]
+        "training_data", "plot", "utils", "FlorError", "StoreError", "InputError",
+        "HindsightError", "LifecycleError"]
     assert all(hasattr(flordb, n) for n in flordb.__all__)
     assert issubclass(flordb.errors.UntrustedStoreError, flordb.FlorError)
 

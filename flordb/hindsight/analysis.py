@@ -30,6 +30,7 @@ from libcst.metadata import (
     PositionProvider,
 )
 
+from flordb.errors import PlanError
 from flordb.hindsight.cst_tree import FLORDB_MODULES, dotted
 
 _BUILTINS = frozenset(dir(builtins))
@@ -369,7 +370,7 @@ def analyze(source: str, lines: Iterable[int], main_loop: str | None,
     for line in lines:
         site = statements.get(line)
         if site is None:
-            raise ValueError(f"no statement starts at line {line} of the patched script")
+            raise PlanError(f"no statement starts at line {line} of the patched script")
         position = _position(s, site, main, body, holders, depths)
         sites.append(Site(line, position, s.reads(site)))
     log_reads: dict[str, set[str]] = {}

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from flordb.checkpoint import available
-from flordb.errors import PlanError
+from flordb.errors import PlanError, SnapshotError
 from flordb.hindsight import analysis as A
 from flordb.hindsight.cst_tree import decode_source
 from flordb.hindsight.propagate import ParseError, Placement, Propagator
@@ -578,7 +578,7 @@ def git_show(root: Path, commit: str, filename: str, command: str = "show") -> s
                                          strip_newline_in_stdout=False,
                                          stdout_as_string=False)
     except git.GitCommandError as exc:
-        raise LookupError(f"{filename} is not in snapshot {commit[:10]}: "
+        raise SnapshotError(f"{filename} is not in snapshot {commit[:10]}: "
                           f"{exc.stderr.strip()}") from None
     assert isinstance(out, bytes)
     return out.decode() if command == "rev-parse" else decode_source(out, filename)

@@ -716,15 +716,13 @@ def _check_enclosing(new: _Parsed, old: _Parsed, mapping: Mapping, block_new: Tr
 
 def _statements(node: cst.CSTNode) -> list[cst.BaseStatement]:
     """The statements of a block node (a module or an indented block)."""
-    if not isinstance(node, (cst.Module, cst.IndentedBlock)):
-        raise TypeError(f"{type(node).__name__} is not a block")
+    assert isinstance(node, (cst.Module, cst.IndentedBlock)), f"{type(node).__name__}: no block"
     return list(node.body)
 
 
 def _statement(node: object) -> cst.BaseStatement:
     """A transformed statement, which the transformers here never remove or flatten."""
-    if not isinstance(node, cst.BaseStatement):
-        raise TypeError(f"{type(node).__name__} is not a statement")
+    assert isinstance(node, cst.BaseStatement), f"{type(node).__name__} is not a statement"
     return node
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from flordb import settings
 from flordb.hindsight import crosscheck
 from flordb.hindsight.crosscheck import same
 from flordb.hindsight.cst_tree import encode_source
@@ -429,8 +430,7 @@ def _job(root: Path, call: tuple[list[str], str, str | None], scratch: Path, run
         workdir = Path(cwd)  # the run started outside the project
     workdir.mkdir(parents=True, exist_ok=True)
     env = run_environment(recorded_env)
-    env.update({replays.UNIT_ENV: str(unit.unit_id), "FLORDB_ROOT": str(root),
-                "FLORDB_ECHO": "0"})
+    env.update(settings.environ(replay_unit=unit.unit_id, root=root, echo=False))
     package_dir = str(Path(__file__).resolve().parents[2])  # where flordb is importable from
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), package_dir) if p)
     return Job(unit.unit_id, [sys.executable, str(script), *argv[1:]], str(workdir), env)
@@ -467,7 +467,7 @@ def run_environment(recorded: str | None) -> dict[str, str]:
         return dict(os.environ)  # recorded before variables were kept
     env = {}
     for name, value in json.loads(recorded).items():
-        if name.startswith("FLORDB_"):
+        if settings.is_flordb_variable(name):
             continue
         if REDACTED in value:
             if name in os.environ:

@@ -24,6 +24,7 @@ import numbers
 from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any
 
+from flordb.errors import LineageError
 from flordb.store import lifecycle as sql
 
 if TYPE_CHECKING:
@@ -138,5 +139,5 @@ def _resolve(session: Session, target: Any, edges: list[tuple[str, str]]) -> lis
                    n.startswith(f"file:{text}@"))
     if files:
         return files
-    raise LookupError(f"nothing in the lineage records is named {text!r} (a file written with "
+    raise LineageError(f"nothing in the lineage records is named {text!r} (a file written with "
                       "flor.output, a dataset version name@label, a feature or a run id)")

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from flordb import values as _values
-from flordb.errors import WhereError
+from flordb.errors import BadTypeError, WhereError
 from flordb.store.db import connect_reader
 
 #: A value's place: its run, loop context and iteration, and ``rep``: how many values of the
@@ -40,7 +40,7 @@ def dataframe(root: Path, names: Sequence[str]) -> pd.DataFrame:
     """
     for name in names:
         if not isinstance(name, str):
-            raise TypeError(f"dataframe names must be str, not {type(name).__name__}")
+            raise BadTypeError(f"dataframe names must be str, not {type(name).__name__}")
     conn = connect_reader(root)
     try:
         runs = pd.read_sql_query(

@@ -16,11 +16,13 @@ import sqlite3
 import time
 from dataclasses import asdict, dataclass, field, fields
 
+from flordb import settings
+from flordb.errors import ReplayUnitError
 from flordb.store.db import inserted_id, write_transaction
 from flordb.store.writer import pid_alive
 
 #: Environment variable that names the unit a replay's child process runs.
-UNIT_ENV = "FLORDB_REPLAY"
+UNIT_ENV = settings.name("replay_unit")
 #: Exit status of a unit's child whose live state differed from the recording's checkpoint.
 DIVERGED_EXIT = 3
 
@@ -124,7 +126,7 @@ def directive(conn: sqlite3.Connection, unit_id: int) -> Directive:
     row = conn.execute("SELECT directive FROM replay_units WHERE unit_id = ?",
                        (unit_id,)).fetchone()
     if row is None:
-        raise LookupError(f"no replay unit {unit_id} in this store")
+        raise ReplayUnitError(f"no replay unit {unit_id} in this store")
     return Directive.from_json(row[0])
 
 

@@ -19,7 +19,7 @@ from flordb import settings
 
 SNAPSHOT_REF_PREFIX = "refs/flor/runs/"
 #: Untracked or modified files larger than this are not snapshotted (``$FLORDB_MAX_FILE_MB``).
-DEFAULT_MAX_FILE_MB = float(settings.DEFAULTS["FLORDB_MAX_FILE_MB"] or 0)
+DEFAULT_MAX_FILE_MB = float(settings.default("max_file_mb") or 0)
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "flordb", "GIT_AUTHOR_EMAIL": "flordb@localhost",
     "GIT_COMMITTER_NAME": "flordb", "GIT_COMMITTER_EMAIL": "flordb@localhost",
@@ -120,7 +120,7 @@ def _large_files(g, root: Path, max_bytes: float) -> list[str]:
         if size > max_bytes:
             large.append(rel)
             print(f"flordb: not snapshotting {rel} ({size / 2**20:.0f} MB > "
-                  f"{max_bytes / 2**20:.0f} MB; set FLORDB_MAX_FILE_MB to change)",
+                  f"{max_bytes / 2**20:.0f} MB; set {settings.name('max_file_mb')} to change)",
                   file=sys.stderr)
     return large
 

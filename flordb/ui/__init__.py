@@ -46,14 +46,14 @@ ui = Blueprint("ui", __name__)
 def create_app(root: Path) -> Flask:
     """The web view of the store of the project at ``root``."""
     app = Flask(__name__)
-    app.config["FLORDB_ROOT"] = Path(root)
+    app.config["PROJECT_ROOT"] = Path(root)
     app.register_blueprint(ui)
     app.register_error_handler(Exception, _failed)
     return app
 
 
 def _root() -> Path:
-    return Path(current_app.config["FLORDB_ROOT"])
+    return Path(current_app.config["PROJECT_ROOT"])
 
 
 @contextmanager
