@@ -135,19 +135,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "query":
         _print(_query(args.sql), csv=args.csv)
     elif args.command == "runs":
-        from flordb.store.db import connect_reader
-        from flordb.store.writer import dead_runs
-
-        frame = _query(
-            "SELECT run_id, tstamp, filename, status, ROUND(COALESCE(ended, started) - started, 3)"
-            " AS seconds, n_values, substr(snapshot, 1, 10) AS snapshot, git_dirty AS dirty"
-            " FROM runs ORDER BY run_id")
-        conn = connect_reader(_root())
-        try:
-            frame.loc[frame["run_id"].isin(dead_runs(conn)), "status"] = "killed"
-        finally:
-            conn.close()
-        _print(frame)
+        _print(_runs_frame())
     elif args.command == "stat":
         _stat()
     elif args.command == "propagate":
@@ -161,6 +149,21 @@ def _run(args: argparse.Namespace) -> int:
 
         serve(_root(), args.host, args.port)
     return 0
+
+
+def _runs_frame() -> pandas.DataFrame:
+    """``flordb runs``: a row per run, oldest first."""
+    import pandas as pd
+
+    from flordb.store.handle import Store
+
+    with Store.open(_root()) as store:
+        runs = store.runs()
+    return pd.DataFrame(
+        [(r.run_id, r.uid[:12], r.tstamp, r.filename, r.status, round(r.seconds, 3),
+          r.n_values, (r.snapshot or "")[:10] or None, r.git_dirty) for r in runs],
+        columns=["run_id", "uid", "tstamp", "filename", "status", "seconds", "n_values",
+                 "snapshot", "dirty"])
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -230,7 +233,7 @@ def port(text: str) -> int:
     except ValueError:
         port = 0
     if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port number (1-65535): {text!r}")
+        raise argparse.ArgumentTypeError(f"invalid port value: {text!r} (1-65535)")
     return port
 
 

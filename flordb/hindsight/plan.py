@@ -35,8 +35,8 @@ from flordb.hindsight import analysis as A
 from flordb.hindsight.cst_tree import decode_source
 from flordb.hindsight.propagate import ParseError, Placement, Propagator
 from flordb.store import history, replays
-from flordb.store.db import connect_reader
 from flordb.store.executions import recorded_args
+from flordb.store.handle import Store
 from flordb.store.replays import Directive
 
 #: Assumed read throughput when estimating the cost of restoring a checkpoint (bytes/s).
@@ -175,13 +175,10 @@ def make_plan(root: Path, names: Sequence[str], where: str | None = None,
     if not names:
         raise PlanError("name at least one logged name to replay")
     workers = workers or os.cpu_count() or 1
-    conn = connect_reader(root)
-    try:
-        resolved = [_by_line(root, conn, n) if "@" in n else n for n in names]
-        return _Planner(root, conn, list(dict.fromkeys(resolved)), where, workers,
+    with Store.open(root) as store:
+        resolved = [_by_line(root, store.conn, n) if "@" in n else n for n in names]
+        return _Planner(root, store, list(dict.fromkeys(resolved)), where, workers,
                         verify).plan()
-    finally:
-        conn.close()
 
 
 def _by_line(root: Path, conn: sqlite3.Connection, spec: str) -> str:
@@ -211,10 +208,11 @@ def _by_line(root: Path, conn: sqlite3.Connection, spec: str) -> str:
 
 
 class _Planner:
-    def __init__(self, root: Path, conn: sqlite3.Connection, names: list[str],
+    def __init__(self, root: Path, store: Store, names: list[str],
                  where: str | None, workers: int, verify: VerifyMode = "args") -> None:
-        self.root, self.conn, self.names, self.where, self.workers = (
-            root, conn, names, where, workers)
+        self.root, self.store, self.names, self.where, self.workers = (
+            root, store, names, where, workers)
+        self.conn = store.conn
         self.verify = verify
         self.verified: set[str] = {""}  # groups of runs given a cross-check
         self.skipped: list[tuple[str, str]] = []
@@ -247,16 +245,15 @@ class _Planner:
 
     # ------------------------------------------------------------------ runs and names
     def _candidate_runs(self) -> list[tuple[int, str, str, str | None]]:
-        rows = history.runs(self.conn)
         allowed = self._where_runs() if self.where else None
         out = []
-        for run_id, tstamp, filename, snapshot, status in rows:
-            if allowed is not None and run_id not in allowed:
+        for run in self.store.runs():
+            if allowed is not None and run.run_id not in allowed:
                 continue
-            if status != "completed":
-                self.skipped.append((f"run {tstamp}", f"{status}, not completed"))
+            if run.status != "completed":
+                self.skipped.append((f"run {run.tstamp}", f"{run.status}, not completed"))
                 continue
-            out.append((run_id, tstamp, filename, snapshot))
+            out.append((run.run_id, run.tstamp, run.filename, run.snapshot))
         return out
 
     def _where_runs(self) -> set[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,6 +117,12 @@ _FAULT_MESSAGES = {"disk is full": "the disk is full", "readonly database":
                    "the store is read-only", "disk i/o error": "an I/O error",
                    "unable to open database": "the store cannot be opened",
                    "malformed": "the store is damaged", "not a database": "the store is damaged"}
+
+
+def new_uid() -> str:
+    """A global identity for a new run or record: 32 hex digits of a random UUID, the same on
+    every machine the record reaches (local row ids are this store's only)."""
+    return uuid.uuid4().hex
 
 
 def inserted_id(cur: sqlite3.Cursor) -> int:

@@ -17,12 +17,6 @@ def script_names(conn: sqlite3.Connection) -> list[str]:
     return [r[0] for r in conn.execute("SELECT DISTINCT filename FROM runs ORDER BY filename")]
 
 
-def runs(conn: sqlite3.Connection) -> list[tuple[int, str, str, str | None, str]]:
-    """``(run_id, tstamp, filename, snapshot, status)`` of every run, oldest first."""
-    return conn.execute("SELECT run_id, tstamp, filename, snapshot, status FROM runs"
-                        " ORDER BY run_id").fetchall()
-
-
 def calls(conn: sqlite3.Connection, run_ids: list[int]
           ) -> dict[int, tuple[list[str], str, str | None]]:
     """``run_id -> (argv, cwd, recorded environment JSON)``: how each run was started."""

@@ -9,7 +9,7 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
-from flordb.store.db import inserted_id
+from flordb.store.db import inserted_id, new_uid
 
 if TYPE_CHECKING:
     import pandas
@@ -35,9 +35,10 @@ def create_dataset(conn: sqlite3.Connection, name: str, record_type: str, descri
                    split_seed: int | None = None) -> int:
     """Insert a dataset; returns its id."""
     return inserted_id(conn.execute(
-        "INSERT INTO datasets (name, record_type, description, created, created_by,"
-        " parent_version, split_seed) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (name, record_type, description, time.time(), run_id, parent_version, split_seed)))
+        "INSERT INTO datasets (uid, name, record_type, description, created, created_by,"
+        " parent_version, split_seed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (new_uid(), name, record_type, description, time.time(), run_id, parent_version,
+         split_seed)))
 
 
 def datasets(conn: sqlite3.Connection) -> pandas.DataFrame:
@@ -109,12 +110,11 @@ def release(conn: sqlite3.Connection, dataset_id: int, label: str, content_hash:
     """Insert a version and its frozen manifest (a split's: the version it was split from,
     and how; an imported one's: when it was released where it was made); returns its id."""
     version_id = inserted_id(conn.execute(
-        "INSERT INTO dataset_versions (dataset_id, label, content_hash, n_members, released,"
-        " released_by, description, parent_version, split_spec)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (dataset_id, label, content_hash, len(manifest), released or time.time(), run_id,
-         description,
-         parent_version, split_spec)))
+        "INSERT INTO dataset_versions (uid, dataset_id, label, content_hash, n_members,"
+        " released, released_by, description, parent_version, split_spec)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (new_uid(), dataset_id, label, content_hash, len(manifest), released or time.time(),
+         run_id, description, parent_version, split_spec)))
     conn.executemany(
         "INSERT INTO version_members (version_id, record_id, record_type, checksum)"
         " VALUES (?, ?, ?, ?)", [(version_id, *m) for m in manifest])
@@ -219,9 +219,10 @@ def create_feature(conn: sqlite3.Connection, name: str, record_type: str,
                    columns: dict[str, str], vocabulary: dict[str, Any]) -> int:
     """Insert a feature definition; returns its id."""
     return inserted_id(conn.execute(
-        "INSERT INTO features (name, record_type, columns, vocabulary, created)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (name, record_type, json.dumps(columns), json.dumps(vocabulary), time.time())))
+        "INSERT INTO features (uid, name, record_type, columns, vocabulary, created)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (new_uid(), name, record_type, json.dumps(columns), json.dumps(vocabulary),
+         time.time())))
 
 
 def set_vocabulary(conn: sqlite3.Connection, feature_id: int,

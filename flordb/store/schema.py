@@ -343,8 +343,26 @@ ALTER TABLE feature_values_by_annotator RENAME TO feature_values;
 CREATE INDEX feature_values_record ON feature_values (feature_id, record_id);
 """
 
+# Global identities: a run, a dataset, a released version and a feature keep one id on every
+# machine (the local integer ids are this store's only). New rows get a random UUID from the
+# writer; rows of older stores get one here.
+_V9 = """
+ALTER TABLE runs ADD COLUMN uid TEXT;
+UPDATE runs SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
+CREATE UNIQUE INDEX runs_uid ON runs (uid);
+ALTER TABLE datasets ADD COLUMN uid TEXT;
+UPDATE datasets SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
+CREATE UNIQUE INDEX datasets_uid ON datasets (uid);
+ALTER TABLE dataset_versions ADD COLUMN uid TEXT;
+UPDATE dataset_versions SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
+CREATE UNIQUE INDEX dataset_versions_uid ON dataset_versions (uid);
+ALTER TABLE features ADD COLUMN uid TEXT;
+UPDATE features SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
+CREATE UNIQUE INDEX features_uid ON features (uid);
+"""
+
 #: MIGRATIONS[i] takes the store from schema version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 from flordb.store import redact
-from flordb.store.db import connect_writer, inserted_id, write_transaction
+from flordb.store.db import connect_writer, inserted_id, new_uid, write_transaction
 
 
 class Chunk(NamedTuple):
@@ -127,12 +127,12 @@ class RunWriter:
             try:
                 with write_transaction(self.conn):
                     cur = self.conn.execute(
-                        "INSERT INTO runs (projid, tstamp, filename, argv, cwd, status, started,"
-                        " pid, pid_start, host, parent_run)"
-                        " VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-                        (projid, tstamp, filename, json.dumps(redact.argv(argv)), cwd,
-                         time.time(), pid, process_start_time(pid), socket.gethostname(),
-                         parent_run))
+                        "INSERT INTO runs (uid, projid, tstamp, filename, argv, cwd, status,"
+                        " started, pid, pid_start, host, parent_run)"
+                        " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                        (new_uid(), projid, tstamp, filename, json.dumps(redact.argv(argv)),
+                         cwd, time.time(), pid, process_start_time(pid),
+                         socket.gethostname(), parent_run))
                 self.run_id = inserted_id(cur)
                 return self.run_id, tstamp
             except sqlite3.IntegrityError:

@@ -1,0 +1,129 @@
+"""The store as one handle: it owns its connection and transactions, and its reads return
+entities keyed by run id.
+
+``Store.open(root)`` reads (the connection cannot write); ``Store.open(root, write=True)``
+also writes, each change inside ``with store.transaction():``. A run has one shape, the frozen
+:class:`Run`, wherever it is read through the handle; its ``uid`` is its global identity (the
+same on every machine), its ``run_id`` this store's local one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from flordb.errors import StoreError
+from flordb.store.db import connect_reader, connect_writer, write_transaction
+from flordb.store.executions import recorded_args
+from flordb.store.writer import Status, dead_runs
+
+RunStatus = Literal[Status, "killed"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a script, as the store records it."""
+
+    run_id: int
+    uid: str
+    projid: str
+    tstamp: str
+    filename: str
+    status: RunStatus
+    argv: tuple[str, ...]
+    cwd: str
+    started: float
+    ended: float | None
+    host: str
+    git_head: str | None
+    git_dirty: bool | None
+    snapshot: str | None
+    env_hash: str | None
+    parent_run: int | None
+    n_values: int
+
+    @property
+    def seconds(self) -> float:
+        """How long it ran (so far, for a run still going)."""
+        return (self.ended or self.started) - self.started
+
+
+_RUN_COLUMNS = ("run_id", "uid", "projid", "tstamp", "filename", "status", "argv", "cwd",
+                "started", "ended", "host", "git_head", "git_dirty", "snapshot", "env_hash",
+                "parent_run", "n_values")
+
+
+class Store:
+    """An open store: one SQLite connection, reads as entities, writes in transactions."""
+
+    def __init__(self, root: Path, write: bool) -> None:
+        self.root = root
+        self.writable = write
+        self.conn = connect_writer(root) if write else connect_reader(root)
+
+    @classmethod
+    def open(cls, root: Path, write: bool = False) -> Store:
+        """The store of the project at ``root``; read-only unless ``write``."""
+        return cls(Path(root), write)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error)."""
+        if not self.writable:
+            raise StoreError("this store handle was opened read-only: "
+                             "Store.open(root, write=True) to change it")
+        with write_transaction(self.conn):
+            yield self
+
+    # ------------------------------------------------------------------ runs
+    def runs(self, run_ids: Iterable[int] | None = None) -> list[Run]:
+        """The runs (all, or those of ``run_ids``), oldest first."""
+        ids = () if run_ids is None else tuple(int(i) for i in run_ids)
+        where = "" if run_ids is None else f" WHERE run_id IN ({','.join('?' * len(ids))})"
+        rows = self.conn.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs{where}"
+                                 " ORDER BY run_id", ids).fetchall()
+        dead = dead_runs(self.conn)
+        return [_run(row, dead) for row in rows]
+
+    def run(self, run_id: int) -> Run:
+        """The run with local id ``run_id``."""
+        found = self.runs([run_id])
+        if not found:
+            raise StoreError(f"no run {run_id} in this store")
+        return found[0]
+
+    def run_by_uid(self, uid: str) -> Run | None:
+        """The run whose global identity is ``uid``, if this store has it."""
+        row = self.conn.execute("SELECT run_id FROM runs WHERE uid = ?", (uid,)).fetchone()
+        return None if row is None else self.run(row[0])
+
+    def args(self, run_ids: Iterable[int] | None = None) -> dict[int, dict[str, Any]]:
+        """``run_id -> {name: value}`` of the runs' recorded ``flor.arg`` values."""
+        found = recorded_args(self.conn)
+        if run_ids is None:
+            return found
+        return {int(r): found.get(int(r), {}) for r in run_ids}
+
+
+def _run(row: tuple, dead: set[int]) -> Run:
+    values = dict(zip(_RUN_COLUMNS, row))
+    values["argv"] = tuple(json.loads(values["argv"]))
+    if values["git_dirty"] is not None:
+        values["git_dirty"] = bool(values["git_dirty"])
+    if values["run_id"] in dead:
+        values["status"] = "killed"
+    return Run(**values)
