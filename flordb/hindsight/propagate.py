@@ -309,18 +309,10 @@ def _anchor_keys(parsed: _Parsed) -> dict[tuple[str, ...], Tree]:
         elif isinstance(node, cst.With):
             key = ("with", _scope_name(t), "".join(
                 _EMPTY.code_for_node(item.item) for item in node.items).replace(" ", ""))
-        elif isinstance(node, cst.For) and isinstance(node.iter, cst.Call) \
-                and isinstance(node.iter.func, cst.Attribute) \
-                and node.iter.func.attr.value == "loop" \
-                and dotted(node.iter.func.value) in parsed.aliases:
-            name = _logged_name(node.iter)
-            key = ("loop", name) if name is not None else None
         if key is not None:
             found.setdefault(key, []).append(t)
         if isinstance(node, cst.For):
             target = _EMPTY.code_for_node(node.target)
-            if key is not None and key[0] == "loop":  # a flor.loop is a plain loop too
-                found.setdefault(("for", _scope_name(t), target), []).append(t)
             # Code moved into (or out of) a function: the variable, unique in the file.
             found.setdefault(("for*", target), []).append(t)
             # Rewritten from scratch: the one loop of a function is still that function's loop.
