@@ -30,6 +30,8 @@ from flordb.runtime import RUNTIME as _rt
 from flordb.runtime import SESSION as _session
 from flordb.runtime import current as _current
 
+_rec = _rt.recorder  # reset in place, never replaced: flor.log's fast path holds it
+
 if TYPE_CHECKING:
     import os
     from pathlib import Path
@@ -69,8 +71,8 @@ def log(name: str, value: T) -> T:
     Floats and 64-bit ints are appended to in-memory columns and written in batches; every
     other value is stored with its type (see :mod:`flordb.values`).
     """
-    rt = _rt if _thread() == _MAIN_THREAD else _current()
-    fr = rt.frame
+    rec = _rec if _thread() == _MAIN_THREAD else _current().recorder
+    fr = rec.frame
     t = type(value)
     if t is float:
         s = fr.floats.get(name)
@@ -79,7 +81,7 @@ def log(name: str, value: T) -> T:
             v.append(value)  # type: ignore[arg-type]  # a float: checked above, no cast here
             s.iters.append(fr.i)
             if len(v) >= _CHUNK:
-                rt.seal(fr, s)
+                rec.seal(fr, s)
             return value
     elif t is int:
         s = fr.ints.get(name)
@@ -87,12 +89,12 @@ def log(name: str, value: T) -> T:
             try:
                 s.vals.append(value)  # type: ignore[arg-type]  # an int: checked above
             except OverflowError:
-                return rt.log_slow(name, value)
+                return _current().log_slow(name, value)
             s.iters.append(fr.i)
             if len(s.vals) >= _CHUNK:
-                rt.seal(fr, s)
+                rec.seal(fr, s)
             return value
-    return rt.log_slow(name, value)
+    return _current().log_slow(name, value)
 
 
 def arg(name: str, default: Any = None) -> Any:
@@ -160,7 +162,7 @@ def checkpointing(**objects: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        rt.unenroll(objects)
+        rt.checkpoints.unenroll(objects)
 
 
 def set_epsilon(epsilon: float) -> None:
@@ -169,10 +171,7 @@ def set_epsilon(epsilon: float) -> None:
         from flordb.errors import BadValueError
 
         raise BadValueError(f"epsilon must be positive, got {epsilon!r}")
-    rt = _current()
-    rt.epsilon = float(epsilon)
-    if rt.checkpointer is not None:
-        rt.checkpointer.epsilon = float(epsilon)
+    _current().checkpoints.set_epsilon(float(epsilon))
 
 
 def commit() -> None:
@@ -279,13 +278,13 @@ def plot(name: str, x: str | None = None, by: Iterable[str] | None = None,
 # --------------------------------------------------------------------- lifecycle records
 def input(path: str | os.PathLike[str]) -> str | os.PathLike[str]:
     """Record the file at ``path`` (its sha256) as an input of the current run; return ``path``."""
-    _current().file_io("input", path)
+    _current().session.file_io("input", path)
     return path
 
 
 def output(path: str | os.PathLike[str]) -> str | os.PathLike[str]:
     """Declare ``path`` an output of the current run (hashed when the run ends); return it."""
-    _current().file_io("output", path)
+    _current().session.file_io("output", path)
     return path
 
 
@@ -294,7 +293,7 @@ def executions() -> pandas.DataFrame:
     snapshot, environment summary, and counts of inputs, outputs and checkpoints."""
     from flordb.store.executions import executions as _executions
 
-    with _current().reading() as conn:
+    with _current().session.reading() as conn:
         return _executions(conn)
 
 
@@ -416,7 +415,7 @@ def __getattr__(name: str) -> Any:
     ``flor.PROJID`` (the project's name), ``flor.CURRDIR`` (its root) and ``flor.SCRIPTNAME``
     (the running script's file name), as scripts written for FlorDB read them."""
     if name == "HOMEDIR":
-        from flordb.runtime import home_dir
+        from flordb.project import home_dir
 
         return str(home_dir())
     if name in ("PROJID", "CURRDIR"):

@@ -2,9 +2,9 @@
 
 Loop context is a chain of :class:`Frame` objects, one per active ``flor.loop`` entry (a *loop
 instance*), under a top frame for the run's top level. Hot numeric values go to per-frame,
-per-name typed arrays (:class:`Series`). :class:`LoopHost` is what a mode's own loop (replay's
-fast-forwarding one) may do with the runtime: enter and exit a loop instance, make a frame
-current, flush.
+per-name typed arrays (:class:`Series`). :class:`LoopHost` is what a mode's loop may do with
+the runtime: enter and exit a loop instance, make a frame current, end an outer iteration,
+flush; :class:`RunHost` is the runtime as the rest of a mode sees it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,12 @@ from __future__ import annotations
 import time
 from array import array
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from flordb.project import Project
+    from flordb.recorder import Recorder
+    from flordb.store.writer import Status
 
 
 class Series:
@@ -51,8 +56,7 @@ class Frame:
 class LoopHost(Protocol):
     """The runtime as a mode's loop sees it."""
 
-    frame: Frame
-    flush_due: bool
+    recorder: Recorder
     enrolled: dict[str, tuple[Any, str]]
 
     def enter_loop(self, name: str, iterable: Iterable[Any]) -> Frame:
@@ -61,5 +65,25 @@ class LoopHost(Protocol):
     def exit_loop(self, fr: Frame, n: int) -> None:
         """Close ``fr`` after ``n`` iterations; the context returns to its parent."""
 
+    def outer_boundary(self, fr: Frame, done: int) -> None:
+        """Outermost iteration ``done - 1`` of ``fr`` ended: checkpoint, flush when due."""
+
     def flush(self) -> None:
         """Write every buffered value of the active run."""
+
+
+class RunHost(LoopHost, Protocol):
+    """The runtime as a mode sees it."""
+
+    main: bool
+    failed: bool
+    run_id: int | None
+    tstamp: str | None
+    args: dict[str, Any]
+    sticky_args: dict[str, Any]
+
+    def resolve_project(self) -> Project:
+        """The project this process records."""
+
+    def end_run(self, status: Status) -> None:
+        """End the active run with ``status``."""

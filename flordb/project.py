@@ -61,3 +61,12 @@ def script_name(project: Project) -> str:
     if not path or path in ("-c", "-"):
         return "<interactive>"
     return project.relative(path)
+
+
+def home_dir(create: bool = True) -> Path:
+    """``flor.HOMEDIR``: ``$FLORDB_HOME``, else ``~/.flor`` (created, unless ``create`` is
+    false)."""
+    home = settings.read().home_dir
+    if create:
+        home.mkdir(parents=True, exist_ok=True)
+    return home

@@ -30,6 +30,7 @@ import sys
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Generator, Iterable, Iterator
+from contextlib import AbstractContextManager
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -39,14 +40,18 @@ from flordb.errors import ReplayUnitError
 from flordb.loops import Frame, LoopHost
 from flordb.state import capture_rng
 from flordb.store import replays
-from flordb.store.db import connect_reader
+from flordb.store.db import connect_reader, discarded_transaction
 from flordb.store.executions import recorded_args
 from flordb.store.redact import REDACTED
 from flordb.store.writer import Batch, Chunk, ReplayWriter
 
 if TYPE_CHECKING:
+    import sqlite3
+
+    from flordb.loops import RunHost
     from flordb.modes import Status
     from flordb.project import Project
+    from flordb.store.io import Direction, IoKind
 
 
 class ReplayMode:
@@ -88,8 +93,41 @@ class ReplayMode:
         """Attach to the recorded run: no new run row."""
         return self.directive.run_id, None
 
+    def on_begin(self, host: RunHost) -> None:
+        """Nothing runs beside a replayed run: its output and snapshot are the recording's."""
+
+    def commit(self, host: RunHost) -> None:
+        """The replayed run ends at its ``flor.commit()``: later runs are not this unit's."""
+        self.finish(host)
+
+    def end_cell(self, host: RunHost, failed: bool) -> None:
+        """A replayed notebook run is the recording's: its cells end nothing."""
+
+    def ending(self) -> None:
+        """Nothing ran beside the replayed run."""
+
     def end(self, status: Status) -> int:
-        raise ReplayUnitError("a replayed run is the recording's: its replay never ends it")
+        """A replayed run is the recording's: its replay never ends it."""
+        return 0
+
+    def at_exit(self, host: RunHost) -> None:
+        """Write what is buffered (unless the script failed) and release the store."""
+        if not host.failed:
+            host.flush()
+        self.close()
+
+    def on_store_fault(self, exc: BaseException) -> None:
+        """A unit that cannot write its store fails, and says why."""
+        raise exc
+
+    def transaction(self, conn: sqlite3.Connection) -> AbstractContextManager[Any]:
+        """Rolled back: the recorded run made those records, and re-executing it must not
+        make them again (or stamp its labels with a new time)."""
+        return discarded_transaction(conn)
+
+    def record_io(self, run_id: int, direction: Direction, kind: IoKind, ref: str,
+                  checksum: str | None, nbytes: int | None, as_of: float | None) -> None:
+        """A replay re-reads what the run read: nothing new to record."""
 
     def loop_id(self, parent: Frame, name: str) -> int:
         """The recorded id of the loop instance being entered (negative when none matches)."""
@@ -125,9 +163,9 @@ class ReplayMode:
             for x in iterable:
                 fr.i = n
                 n += 1
-                rt.frame = fr
+                rt.recorder.frame = fr
                 yield x
-                if rt.flush_due:
+                if rt.recorder.flush_due:
                     rt.flush()
         finally:
             rt.exit_loop(fr, n)
@@ -171,16 +209,16 @@ class ReplayMode:
             elif d.skip_inner and i in self.available:
                 self._restore(rt, i)
             fr.i = i
-            rt.frame = fr
+            rt.recorder.frame = fr
             yield x
             i += 1
             if not d.skip_inner and i in self.available:
                 self._check(rt, i)  # boundary i, reached by executing iteration i - 1
-            if rt.flush_due:
+            if rt.recorder.flush_due:
                 rt.flush()
         if ck is not None:  # the checkpoint is the loop's end state: nothing left to run
             self._apply(rt, ck)
-        rt.frame = fr
+        rt.recorder.frame = fr
         rt.flush()
         if not (d.owns_suffix and d.run_suffix):
             self.finish(rt)

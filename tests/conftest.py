@@ -73,7 +73,7 @@ def runtime(repo: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(repo)
     monkeypatch.setenv("FLORDB_ECHO", "0")
     _detach()
-    RUNTIME.echo = False
+    RUNTIME.echo.enabled = False
     yield RUNTIME
     _detach()
 

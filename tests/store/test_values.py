@@ -185,7 +185,7 @@ def flor_frame(repo, names):
 def test_any_name_is_accepted_or_refused_at_log_time(name):
     """A name is refused right away (BadNameError) exactly when SQLite could not store it."""
     from flordb.errors import BadNameError
-    from flordb.runtime import _check_name
+    from flordb.recorder import check_name as _check_name
 
     try:
         name.encode("utf-8")
