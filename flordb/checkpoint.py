@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import os
 import queue
-import sqlite3
 import sys
 import threading
 import time
@@ -40,7 +39,8 @@ from flordb import state as _state
 from flordb.errors import CheckpointWriteError, ReplayUnitError
 from flordb.statediff import Difference, differences
 from flordb.store import checkpoints, objects
-from flordb.store.db import connect_writer, store_dir
+from flordb.store.db import Connection, store_dir
+from flordb.store.handle import Store
 
 DEFAULT_EPSILON = float(settings.default("epsilon") or 0)
 #: Copy throughput assumed for the first estimate of a checkpoint's cost (bytes per second).
@@ -128,7 +128,8 @@ class Checkpointer:
         self.loops: dict[int, LoopStats] = {}
         self._queue: queue.Queue[_Capture | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
-        self._conn: sqlite3.Connection | None = connect_writer(root)
+        self._store: Store | None = Store.open(root, write=True)
+        self._conn: Connection | None = self._store.conn
         self._conn_lock = threading.Lock()  # small captures are written on the caller's thread
         self._thread: threading.Thread | None = threading.Thread(
             target=self._writer_loop, name="flordb-checkpoint", daemon=True)
@@ -216,9 +217,9 @@ class Checkpointer:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._store is not None:
+            self._store.close()
+            self._store = self._conn = None
         self._raise_writer_error()
 
     def _raise_writer_error(self) -> None:
@@ -290,7 +291,7 @@ class Checkpoint:
     states: dict[str, tuple[str, Any]] = field(default_factory=dict)
 
 
-def available(conn: sqlite3.Connection, run_id: int, loop_id: int,
+def available(conn: Connection, run_id: int, loop_id: int,
               root: Path | None = None) -> list[int]:
     """Iterations (ascending) of the loop instance that have a checkpoint.
 
@@ -304,7 +305,7 @@ def available(conn: sqlite3.Connection, run_id: int, loop_id: int,
     return sorted({it for it, _ in rows} - missing)
 
 
-def load(root: Path, conn: sqlite3.Connection, run_id: int, loop_id: int,
+def load(root: Path, conn: Connection, run_id: int, loop_id: int,
          iteration: int) -> Checkpoint | None:
     """The nearest intact checkpoint at or before the start of ``iteration``, or None.
 

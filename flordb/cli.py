@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flordb.errors import FlorError, UsageError
+from flordb.store.db import DatabaseError
 
 if TYPE_CHECKING:
     import pandas
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlorError as exc:  # bad input or a store it cannot use: one line
         print(f"flordb: error: {exc}", file=sys.stderr)
         return 2
-    except sqlite3.Error as exc:  # the store is locked, damaged or unreadable
+    except DatabaseError as exc:  # the store is locked, damaged or unreadable
         print(f"flordb: error: {_first_line(exc)}", file=sys.stderr)
         return 2
     except BrokenPipeError:
@@ -291,8 +291,10 @@ def _query(sql: str) -> pandas.DataFrame:
 
 
 def _check_names(names: list[str]) -> None:
-    known = set(_query(
-        "SELECT DISTINCT name FROM records UNION SELECT DISTINCT name FROM series")["name"])
+    from flordb.store.handle import Store
+
+    with Store.open(_root()) as store:
+        known = store.names()
     unknown = [n for n in names if n not in known]
     if unknown:
         raise UsageError(f"no values logged under {', '.join(map(repr, unknown))}"
@@ -301,20 +303,17 @@ def _check_names(names: list[str]) -> None:
 
 def _stat() -> None:
     from flordb.store.db import DB_FILENAME, store_dir
+    from flordb.store.handle import Store
 
     root = _root()
-    path = store_dir(root) / DB_FILENAME
-    counts = _query(
-        "SELECT (SELECT COUNT(*) FROM runs) AS runs,"
-        " (SELECT COUNT(*) FROM runs WHERE status = 'running') AS running,"
-        " (SELECT COUNT(DISTINCT name) FROM (SELECT name FROM records UNION SELECT name FROM"
-        " series)) AS names,"
-        " (SELECT COALESCE(SUM(n_values), 0) FROM runs) AS 'values'").iloc[0]
-    size = sum(p.stat().st_size for p in path.parent.glob(DB_FILENAME + "*"))
-    print(f"store:   {path}")
+    with Store.open(root) as store:
+        runs, names, size = store.runs(), store.names(), store.size()
+    counts = {"runs": len(runs), "running": sum(r.status == "running" for r in runs),
+              "names": len(names), "values": sum(r.n_values for r in runs)}
+    print(f"store:   {store_dir(root) / DB_FILENAME}")
     print(f"project: {root}")
     for key, value in counts.items():
-        print(f"{key + ':':<8} {int(value):,}")
+        print(f"{key + ':':<8} {value:,}")
     print(f"size:    {size / 2**20:.1f} MB")
 
 

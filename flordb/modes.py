@@ -29,10 +29,9 @@ from flordb.store.redact import REDACTED, is_secret
 from flordb.store.writer import Batch, RunWriter, Status
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from flordb.loops import Frame, RunHost
     from flordb.project import Project
+    from flordb.store.db import Connection
     from flordb.store.io import Direction, IoKind
 
 
@@ -76,7 +75,7 @@ class Mode(Protocol):
     def on_store_fault(self, exc: BaseException) -> None:
         """The store failed (full disk, read-only): return to stop recording, or raise."""
 
-    def transaction(self, conn: sqlite3.Connection) -> AbstractContextManager[Any]:
+    def transaction(self, conn: Connection) -> AbstractContextManager[Any]:
         """The transaction a lifecycle record is written in (kept, or rolled back)."""
 
     def record_io(self, run_id: int, direction: Direction, kind: IoKind, ref: str,
@@ -196,7 +195,7 @@ class RecordMode:
     def on_store_fault(self, exc: BaseException) -> None:
         """Recording stops; the script goes on."""
 
-    def transaction(self, conn: sqlite3.Connection) -> AbstractContextManager[Any]:
+    def transaction(self, conn: Connection) -> AbstractContextManager[Any]:
         return write_transaction(conn)
 
     def record_io(self, run_id: int, direction: Direction, kind: IoKind, ref: str,

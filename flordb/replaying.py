@@ -40,17 +40,17 @@ from flordb.errors import ReplayUnitError
 from flordb.loops import Frame, LoopHost
 from flordb.state import capture_rng
 from flordb.store import replays
-from flordb.store.db import connect_reader, discarded_transaction
+from flordb.store.db import discarded_transaction
 from flordb.store.executions import recorded_args
+from flordb.store.handle import Store
 from flordb.store.redact import REDACTED
 from flordb.store.writer import Batch, Chunk, ReplayWriter
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from flordb.loops import RunHost
     from flordb.modes import Status
     from flordb.project import Project
+    from flordb.store.db import Connection
     from flordb.store.io import Direction, IoKind
 
 
@@ -62,7 +62,8 @@ class ReplayMode:
 
     def __init__(self, root: Path, unit_id: int) -> None:
         self.root = root
-        conn = self.conn = connect_reader(root)
+        self.store = Store.open(root)
+        conn = self.conn = self.store.conn
         d = self.directive = replays.directive(conn, unit_id)
         self.writer: ReplayWriter | None = ReplayWriter(root, d.run_id, unit_id)
         self.keep = set(d.new_names) | set(d.compare_names)
@@ -120,7 +121,7 @@ class ReplayMode:
         """A unit that cannot write its store fails, and says why."""
         raise exc
 
-    def transaction(self, conn: sqlite3.Connection) -> AbstractContextManager[Any]:
+    def transaction(self, conn: Connection) -> AbstractContextManager[Any]:
         """Rolled back: the recorded run made those records, and re-executing it must not
         make them again (or stamp its labels with a new time)."""
         return discarded_transaction(conn)
@@ -321,7 +322,7 @@ class ReplayMode:
             self._report()
             self.writer.close()
             self.writer = None
-        self.conn.close()
+        self.store.close()
 
 
 def _accelerated() -> bool:

@@ -13,7 +13,6 @@ loop ends, at ``commit`` and at exit. Memory therefore stays flat in the number 
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 import threading
 from collections.abc import Generator, Iterable
@@ -30,6 +29,7 @@ from flordb.loops import Frame
 from flordb.modes import Mode, kwarg, record_loop
 from flordb.recorder import CHUNK, Recorder, check_name
 from flordb.sessions import RunSession, ThreadSession
+from flordb.store.db import DatabaseError
 from flordb.store.redact import REDACTED, is_secret
 from flordb.store.writer import Status
 
@@ -110,7 +110,7 @@ class Runtime:
 
             try:
                 return ReplayMode(p.root, self._replay_unit)
-            except (sqlite3.Error, OSError) as exc:  # a unit must reach its store, or fail
+            except (DatabaseError, OSError) as exc:  # a unit must reach its store, or fail
                 raise ReplayUnitError(f"replay unit {self._replay_unit} cannot read the "
                                       f"project's store: {exc}") from exc
         from flordb.modes import RecordMode
@@ -129,7 +129,7 @@ class Runtime:
                 if self.mode is None:
                     self.mode = self._choose_mode(p)
                 self.run_id, self.tstamp = self.mode.begin(p)
-            except (sqlite3.Error, OSError) as exc:
+            except (DatabaseError, OSError) as exc:
                 self._stop_if_fault(exc)
                 return
             self.hooks.start_timer(self.flush_interval, self._flush_soon)
@@ -176,7 +176,7 @@ class Runtime:
         self.recorder.retire_all()
         try:
             self.checkpoints.finish()
-        except (sqlite3.Error, OSError, RuntimeError) as exc:
+        except (DatabaseError, OSError, RuntimeError) as exc:
             self._stop_if_fault(exc)
         mode.ending()
         self.flush()
@@ -185,7 +185,7 @@ class Runtime:
         self.hooks.stop_timer()
         try:
             n = mode.end("failed" if self.stopped else status)
-        except (sqlite3.Error, OSError):
+        except (DatabaseError, OSError):
             if not self.stopped:
                 raise  # else: the line printed when recording stopped says why
         else:
@@ -258,7 +258,7 @@ class Runtime:
             try:
                 self.checkpoints.boundary(self.resolve_project(), self.tstamp, self.run_id,
                                           fr, done)
-            except (sqlite3.Error, OSError, RuntimeError) as exc:
+            except (DatabaseError, OSError, RuntimeError) as exc:
                 self._stop_if_fault(exc)
         if self.recorder.flush_due:
             self.echo.progress(fr, self.recorder.last_values(fr))
@@ -279,7 +279,7 @@ class Runtime:
             batch = rec.take_batch()
             try:
                 self.mode.flush(batch)
-            except (sqlite3.Error, OSError) as exc:
+            except (DatabaseError, OSError) as exc:
                 rec.put_back(batch)  # kept if this is a bug, raised below
                 self._stop_if_fault(exc)
             except BaseException:

@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from flordb.errors import RecordingStoppedError
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from flordb.modes import Mode
     from flordb.project import Project
+    from flordb.store.db import Connection
     from flordb.store.io import Direction, IoKind
 
 
@@ -49,11 +48,11 @@ class RunSession:
         self.outputs: dict[str, Path] = {}  # declared output files, hashed at the run's end
 
     @contextmanager
-    def writing(self) -> Iterator[tuple[sqlite3.Connection, int]]:
+    def writing(self) -> Iterator[tuple[Connection, int]]:
         """A transaction on the store (its own connection, so any thread may use it) and the
         current run, started if needed: lifecycle records say which run made them. The mode
         decides whether it is kept (a replay rolls it back)."""
-        from flordb.store.db import connect_writer
+        from flordb.store.handle import Store
 
         host = self.host
         host.ensure_run()
@@ -61,24 +60,18 @@ class RunSession:
         if run_id is None or mode is None:
             raise RecordingStoppedError("recording stopped (the store cannot be written): "
                                         "this record is not kept")
-        conn = connect_writer(host.project_root())
-        try:
-            with mode.transaction(conn):
-                yield conn, run_id
-        finally:
-            conn.close()
+        with Store.open(host.project_root(), write=True) as store:
+            with mode.transaction(store.conn):
+                yield store.conn, run_id
 
     @contextmanager
     def reading(self) -> Iterator[Any]:
         """A read-only connection on the store, after flushing this process's values."""
-        from flordb.store.db import connect_reader
+        from flordb.store.handle import Store
 
         self.host.flush()
-        conn = connect_reader(self.host.project_root())
-        try:
-            yield conn
-        finally:
-            conn.close()
+        with Store.open(self.host.project_root()) as store:
+            yield store.conn
 
     def project_root(self) -> Path:
         return self.host.project_root()

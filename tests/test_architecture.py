@@ -160,6 +160,39 @@ def test_environment_variables_are_named_only_in_settings():
     assert found == []
 
 
+def test_sqlite_is_imported_only_by_the_store():
+    """Above the store, code gets a store handle, its entities and its errors, never SQLite."""
+    found = sorted(name for name, path in modules().items()
+                   if not name.startswith("flordb.store")
+                   and "sqlite3" in imports_of(ast.parse(path.read_text())))
+    assert found == []
+
+
+def imports_of(tree: ast.AST) -> set[str]:
+    """Top-level module names a module imports (under ``TYPE_CHECKING`` too)."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def test_sql_strings_live_in_the_store():
+    """No string outside store/ is a SQL statement (the web view's and CLI's examples are in
+    help texts, which start otherwise)."""
+    import re
+
+    statement = re.compile(r"\s*(SELECT .+ FROM|INSERT (OR \w+ )?INTO|UPDATE \w+ SET|DELETE FROM"
+                           r"|CREATE (TABLE|INDEX|VIEW)|DROP (TABLE|INDEX|VIEW)|ALTER TABLE"
+                           r"|PRAGMA \w+)\b", re.S)
+    found = sorted(f"{name}:{c.lineno}" for name, path in modules().items()
+                   if not name.startswith("flordb.store")
+                   for c in _code_strings(ast.parse(path.read_text())) if statement.match(c.value))
+    assert found == []
+
+
 BUILTIN_ERRORS = {
     n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)
     # the protocols that name these: exits, iteration, a module's __getattr__, invariants

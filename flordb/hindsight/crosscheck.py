@@ -16,10 +16,10 @@ values of the plan's units stay pending, invisible, until their run is judged.
 from __future__ import annotations
 
 import math
-import sqlite3
 from dataclasses import dataclass, field
 
 from flordb.store import history
+from flordb.store.db import Connection
 from flordb.store.replays import Directive
 
 #: Relative and absolute tolerance for floats (restored state is bit-exact on CPU; GPU kernels
@@ -69,7 +69,7 @@ class Verdict:
                 + f"; {name}: from restored state {restored!r}, executed {executed!r}")
 
 
-def compare(conn: sqlite3.Connection, verify: Directive, units: list[Directive]) -> Verdict:
+def compare(conn: Connection, verify: Directive, units: list[Directive]) -> Verdict:
     """Compare the pending values of ``verify`` with those of ``units`` at its iteration."""
     verdict = Verdict(verify.run_id, verify.stop - 1)
     executed = history.unit_values(conn, "pending", [verify.unit_id])
@@ -128,7 +128,7 @@ def _number(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def _contexts_at(conn: sqlite3.Connection, run_id: int, main_id: int | None,
+def _contexts_at(conn: Connection, run_id: int, main_id: int | None,
                  start: int, stop: int) -> set[int]:
     """The main loop and the loop instances nested in its iterations ``start..stop-1``."""
     parents = history.loop_parents(conn, run_id)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from flordb.hindsight import analysis as A
 from flordb.hindsight.cst_tree import decode_source
 from flordb.hindsight.propagate import ParseError, Placement, Propagator
 from flordb.store import history, replays
+from flordb.store.db import Connection
 from flordb.store.executions import recorded_args
 from flordb.store.handle import Store
 from flordb.store.replays import Directive
@@ -181,7 +181,7 @@ def make_plan(root: Path, names: Sequence[str], where: str | None = None,
                         verify).plan()
 
 
-def _by_line(root: Path, conn: sqlite3.Connection, spec: str) -> str:
+def _by_line(root: Path, conn: Connection, spec: str) -> str:
     """The logged name of the ``flor.log`` at ``SCRIPT@LINE`` (or ``@LINE``) today."""
     from flordb.hindsight.propagate import find_statements
 
@@ -508,7 +508,7 @@ class _Planner:
 class _Timing:
     """Cost estimates for one run from its recorded timing."""
 
-    def __init__(self, conn: sqlite3.Connection, run_id: int, main: tuple | None) -> None:
+    def __init__(self, conn: Connection, run_id: int, main: tuple | None) -> None:
         started, ended = history.span(conn, run_id)
         self.total = max(0.0, (ended or started) - started)
         rows = history.loop_timing(conn, run_id)

@@ -37,7 +37,7 @@ from flordb.hindsight.crosscheck import same
 from flordb.hindsight.cst_tree import encode_source
 from flordb.hindsight.plan import Plan, RunPlan, VerifyMode, make_plan
 from flordb.store import history, replays
-from flordb.store.db import connect_writer
+from flordb.store.handle import Store
 from flordb.store.replays import Directive
 
 #: Untracked files up to this size are copied into a unit's directory; larger ones are linked.
@@ -233,7 +233,8 @@ def execute(root: Path, plan: Plan, executor: Executor | None = None,
     report says why.
     """
     t0 = time.perf_counter()
-    conn = connect_writer(root)
+    store = Store.open(root, write=True)
+    conn = store.conn
     replays.clear_stale(conn)
     replay_id = replays.begin_replay(conn, plan.names, plan.where)
     replays.add_units(conn, replay_id, plan.units)
@@ -261,7 +262,7 @@ def execute(root: Path, plan: Plan, executor: Executor | None = None,
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    conn.close()
+    store.close()
     return Report(plan, list(outcomes.values()), time.perf_counter() - t0)
 
 

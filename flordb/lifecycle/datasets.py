@@ -28,11 +28,10 @@ from flordb.store import lifecycle as sql
 from flordb.store.io import file_digest
 
 if TYPE_CHECKING:
-    import sqlite3
-
     import pandas
 
     from flordb.lifecycle.session import Session
+    from flordb.store.db import Connection
 
 #: Which part of a semantic version a release bumps.
 Bump = Literal["major", "minor", "patch"]
@@ -384,7 +383,7 @@ def _assign(ids: list[str], fractions: dict[str, float], seed: int,
     return {rid: side[key] for key, members in units.items() for rid in members}
 
 
-def _release(conn: sqlite3.Connection, run_id: int, ds: Dataset, label: str | None,
+def _release(conn: Connection, run_id: int, ds: Dataset, label: str | None,
              description: str, bump: Bump, checksums: bool, parent_version: int | None = None,
              split_spec: str | None = None, released: float | None = None) -> DatasetVersion:
     versions = sql.versions(conn, ds.dataset_id)
@@ -413,7 +412,7 @@ def content_hash(manifest: Iterable[tuple[str, str, str | None]]) -> str:
     return h.hexdigest()
 
 
-def _version(session: Session, conn: sqlite3.Connection, name: str, label: str | None
+def _version(session: Session, conn: Connection, name: str, label: str | None
              ) -> DatasetVersion:
     row = sql.version_row(conn, name, label)
     if row is None:

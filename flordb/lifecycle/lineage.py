@@ -28,11 +28,10 @@ from flordb.errors import LineageError
 from flordb.store import lifecycle as sql
 
 if TYPE_CHECKING:
-    import sqlite3
-
     import pandas
 
     from flordb.lifecycle.session import Session
+    from flordb.store.db import Connection
 
 
 def lineage(session: Session, target: object) -> pandas.DataFrame:
@@ -77,7 +76,7 @@ def _walk(session: Session, target: object, upstream: bool) -> pandas.DataFrame:
     return frame.sort_values(["depth", "kind", "ref"], kind="stable").reset_index(drop=True)
 
 
-def _edges(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+def _edges(conn: Connection) -> list[tuple[str, str]]:
     raw = sql.lineage_edges(conn)
     edges = [(f"run:{run}", f"dataset:{name}@{label}") for run, name, label in raw["released"]]
     edges += [(f"dataset:{parent}@{plabel}", f"dataset:{child}@{label}")

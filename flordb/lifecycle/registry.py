@@ -26,11 +26,10 @@ from flordb.values import is_missing
 Objective = Literal["max", "min"]
 
 if TYPE_CHECKING:
-    import sqlite3
-
     import pandas
 
     from flordb.lifecycle.session import Session
+    from flordb.store.db import Connection
 
 
 def best(session: Session, metric: str, mode: Objective = "max", n: int = 1
@@ -64,7 +63,7 @@ def best(session: Session, metric: str, mode: Objective = "max", n: int = 1
         .reset_index(drop=True)
 
 
-def _checkpoint_of(conn: sqlite3.Connection, root: Path, row: pandas.Series,
+def _checkpoint_of(conn: Connection, root: Path, row: pandas.Series,
                    outer: str | None) -> tuple[Any, Any, Any]:
     run = int(row["run_id"])
     main = sql.main_loop(conn, run, outer)

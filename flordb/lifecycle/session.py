@@ -6,10 +6,11 @@ a service recording on behalf of several runs).
 
 from __future__ import annotations
 
-import sqlite3
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+
+from flordb.store.db import Connection
 
 if TYPE_CHECKING:
     from flordb.project import Project
@@ -19,10 +20,10 @@ if TYPE_CHECKING:
 class Session(Protocol):
     """The store, the project and the run that lifecycle records are made by."""
 
-    def writing(self) -> AbstractContextManager[tuple[sqlite3.Connection, int]]:
+    def writing(self) -> AbstractContextManager[tuple[Connection, int]]:
         """A write transaction and the current run (started if needed)."""
 
-    def reading(self) -> AbstractContextManager[sqlite3.Connection]:
+    def reading(self) -> AbstractContextManager[Connection]:
         """A read-only connection, after this process's values are flushed."""
 
     def project_root(self) -> Path:

@@ -13,6 +13,12 @@ from flordb import settings
 from flordb.errors import NotAProjectError
 from flordb.store.schema import check_version, migrate
 
+#: A connection to the store, as the layers above hand it to the store's functions.
+Connection = sqlite3.Connection
+#: What the store's database raises when it cannot do as asked (locked, damaged, full,
+#: read-only): above the store, code names this, never SQLite.
+DatabaseError = sqlite3.Error
+
 STORE_DIRNAME = ".flor"
 DB_FILENAME = "flor.db"
 #: Seconds a writer waits for another process's write transaction before giving up.

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from flordb.errors import StoreError
-from flordb.store.db import connect_reader, connect_writer, write_transaction
+from flordb.store.db import (
+    DB_FILENAME,
+    connect_reader,
+    connect_writer,
+    store_dir,
+    write_transaction,
+)
 from flordb.store.executions import recorded_args
 from flordb.store.writer import Status, dead_runs
 
@@ -110,6 +116,16 @@ class Store:
         """The run whose global identity is ``uid``, if this store has it."""
         row = self.conn.execute("SELECT run_id FROM runs WHERE uid = ?", (uid,)).fetchone()
         return None if row is None else self.run(row[0])
+
+    def names(self) -> set[str]:
+        """Every name any run logged or took as an arg."""
+        return {n for n, in self.conn.execute(
+            "SELECT DISTINCT name FROM records UNION SELECT DISTINCT name FROM series")}
+
+    def size(self) -> int:
+        """Bytes the database takes on disk (with its write-ahead log)."""
+        path = store_dir(self.root) / DB_FILENAME
+        return sum(p.stat().st_size for p in path.parent.glob(DB_FILENAME + "*"))
 
     def args(self, run_ids: Iterable[int] | None = None) -> dict[int, dict[str, Any]]:
         """``run_id -> {name: value}`` of the runs' recorded ``flor.arg`` values."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,8 +23,9 @@ from werkzeug.exceptions import HTTPException
 
 from flordb.errors import FlorError
 from flordb.store import browse
-from flordb.store.db import connect_reader
+from flordb.store.db import Connection
 from flordb.store.frames import SUMMARIES
+from flordb.store.handle import Store
 from flordb.values import is_missing
 
 #: Filter operators of the dataframe page.
@@ -57,12 +57,9 @@ def _root() -> Path:
 
 
 @contextmanager
-def _reader() -> Iterator[sqlite3.Connection]:
-    conn = connect_reader(_root())
-    try:
-        yield conn
-    finally:
-        conn.close()
+def _reader() -> Iterator[Connection]:
+    with Store.open(_root()) as store:
+        yield store.conn
 
 
 def _failed(exc: Exception) -> Response:
@@ -430,7 +427,7 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8765) -> None:
     """Serve the view until interrupted."""
     from werkzeug.serving import run_simple
 
-    connect_reader(root).close()  # a clear error now if there is no store
+    Store.open(root).close()  # a clear error now if there is no store
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"flordb ui: serving on {host}: anyone who can reach this machine can read the "
               "store (there is no authentication)", file=sys.stderr)
