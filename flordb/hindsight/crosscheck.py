@@ -105,9 +105,7 @@ def fallback(units: list[Directive]) -> list[Directive]:
             last.owns_suffix |= u.owns_suffix
             last.run_suffix |= u.run_suffix
             continue
-        out.append(Directive(u.run_id, u.new_names, u.compare_names, u.main_loop_id, u.start,
-                             u.stop, None, skip_inner=False, owns_prefix=u.owns_prefix,
-                             owns_suffix=u.owns_suffix, run_suffix=u.run_suffix))
+        out.append(u.executed_from_start())
     return out
 
 

@@ -403,13 +403,8 @@ class _Planner:
         if any(u.skip_inner for u in units):
             # Statements at the outer level only: execute iteration b - 1 in full (its values
             # after the inner loop), reach b (its values before the inner loop), stop there.
-            return Directive(run_id, first.new_names, first.compare_names, main_id, b - 1,
-                             b + 1, before, skip_inner=False, owns_prefix=False,
-                             owns_suffix=False, run_suffix=False, verify=True,
-                             stop_at_inner=True)
-        return Directive(run_id, first.new_names, first.compare_names, main_id, b, b + 1,
-                         before, skip_inner=False, owns_prefix=False, owns_suffix=False,
-                         run_suffix=False, verify=True)
+            return first.cross_check(b - 1, b + 1, before, stop_at_inner=True)
+        return first.cross_check(b, b + 1, before)
 
     def _recorded_names(self, run_id: int) -> set[str]:
         return history.recorded_names(self.conn, run_id)
@@ -438,12 +433,12 @@ class _Planner:
         positions = {s.position for s in sites}
         reads = set().union(*(s.reads for s in sites))
         if main is None or not an.has_main_loop:
-            return "run the whole script", [Directive(run_id, [], [], None, 0, 0, None)]
+            return "run the whole script", [Directive.whole_script(run_id)]
         outer_loops = history.outer_loop_count(self.conn, run_id)
         if outer_loops > 1 and positions - {A.BEFORE}:
             # Several outermost loop instances (a loop re-entered, or more than one loop):
             # iterations and what follows the first one are not split; the whole run runs.
-            unit = Directive(run_id, [], [], main[0], 0, main[2] or 0, None)
+            unit = Directive.from_start(run_id, main[0], main[2] or 0)
             return "run everything from the start (several outermost loops)", [unit]
         main_id, _, n = main
         n = n or 0
@@ -455,16 +450,13 @@ class _Planner:
         if not in_loop:
             units = []
             if before and not prefix_done:
-                units.append(Directive(run_id, [], [], main_id, 0, 0, None, owns_prefix=True,
-                                       owns_suffix=False, run_suffix=False))
+                units.append(Directive.prefix(run_id, main_id))
             if after and not suffix_done:
                 last = max(ckpts, default=None)
                 if last is not None and an.fast_forward_ok(reads):
-                    units.append(Directive(run_id, [], [], main_id, last, n, last,
-                                           owns_prefix=False))
+                    units.append(Directive.suffix_from(run_id, main_id, last, n))
                 else:
-                    units.append(Directive(run_id, [], [], main_id, 0, n, None,
-                                           owns_prefix=False))
+                    units.append(Directive.from_start(run_id, main_id, n, owns_prefix=False))
             strategy = ("run the prefix only" if not after else
                         "fast-forward to the last checkpoint, run the rest"
                         if units and units[-1].restore_from is not None else
@@ -492,16 +484,15 @@ class _Planner:
             ranges = [(0, ranges[-1][1])]  # from scratch: one unit up to the last gap
         units = []
         for a, b in ranges:
-            units.append(Directive(
-                run_id, [], [], main_id, a, b,
+            units.append(Directive.window(
+                run_id, main_id, a, b,
                 max((c for c in ckpts if c <= a), default=None) if ff and a > 0 else None,
                 skip_inner=skip,
                 owns_prefix=a == 0 and not prefix_done,
                 owns_suffix=b >= n and not suffix_done,
                 run_suffix=after and b >= n and not suffix_done))
         if before and not prefix_done and not any(u.owns_prefix for u in units):
-            units.insert(0, Directive(run_id, [], [], main_id, 0, 0, None, owns_prefix=True,
-                                      owns_suffix=False, run_suffix=False))
+            units.insert(0, Directive.prefix(run_id, main_id))
         return strategy, units
 
 

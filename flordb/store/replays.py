@@ -14,7 +14,7 @@ import os
 import socket
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from flordb import settings
 from flordb.errors import ReplayUnitError
@@ -81,6 +81,52 @@ class Directive:
     verify: bool = False  # a cross-check: its values are compared, never shown
     stop_at_inner: bool = False  # exit where the last iteration's first inner loop starts
     unit_id: int = 0
+
+    @classmethod
+    def whole_script(cls, run_id: int) -> Directive:
+        """Run the script as it is: the run has no main loop to work by."""
+        return cls(run_id, [], [], None, 0, 0, None)
+
+    @classmethod
+    def from_start(cls, run_id: int, main_loop_id: int, stop: int, *,
+                   owns_prefix: bool = True) -> Directive:
+        """Execute iterations ``0..stop-1`` from the start, nothing restored."""
+        return cls(run_id, [], [], main_loop_id, 0, stop, None, owns_prefix=owns_prefix)
+
+    @classmethod
+    def prefix(cls, run_id: int, main_loop_id: int) -> Directive:
+        """Only what the run logs before its main loop; exit where the loop starts."""
+        return cls(run_id, [], [], main_loop_id, 0, 0, None, owns_prefix=True,
+                   owns_suffix=False, run_suffix=False)
+
+    @classmethod
+    def suffix_from(cls, run_id: int, main_loop_id: int, checkpoint: int, stop: int
+                    ) -> Directive:
+        """Fast-forward to ``checkpoint`` (the loop's last), run the rest and what follows."""
+        return cls(run_id, [], [], main_loop_id, checkpoint, stop, checkpoint,
+                   owns_prefix=False)
+
+    @classmethod
+    def window(cls, run_id: int, main_loop_id: int, start: int, stop: int,
+               restore_from: int | None, *, skip_inner: bool, owns_prefix: bool,
+               owns_suffix: bool, run_suffix: bool) -> Directive:
+        """Iterations ``start..stop-1``, from checkpoint ``restore_from`` (None: the start)."""
+        return cls(run_id, [], [], main_loop_id, start, stop, restore_from,
+                   skip_inner=skip_inner, owns_prefix=owns_prefix, owns_suffix=owns_suffix,
+                   run_suffix=run_suffix)
+
+    def cross_check(self, start: int, stop: int, restore_from: int | None, *,
+                    stop_at_inner: bool = False) -> Directive:
+        """A check of this unit's kind of work: iterations ``start..stop-1`` executed in
+        full from ``restore_from``, their values compared, never shown."""
+        return replace(self, start=start, stop=stop, restore_from=restore_from,
+                       skip_inner=False, owns_prefix=False, owns_suffix=False,
+                       run_suffix=False, verify=True, stop_at_inner=stop_at_inner, unit_id=0)
+
+    def executed_from_start(self) -> Directive:
+        """The same window executed from the start, nothing skipped or restored."""
+        return replace(self, restore_from=None, skip_inner=False, verify=False,
+                       stop_at_inner=False, unit_id=0)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
