@@ -49,7 +49,8 @@ import libcst.metadata
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flordb.hindsight.propagate import ParseError, Propagator  # noqa: E402
+from flordb.errors import ParseError  # noqa: E402
+from flordb.hindsight.propagate import Propagator  # noqa: E402
 
 CORPUS = [
     ("rlnsanz/ml_tutorial", "train.py"),

@@ -251,8 +251,9 @@ def _propagate(args: argparse.Namespace) -> int:
     import difflib
     from pathlib import Path
 
+    from flordb.errors import ParseError
     from flordb.hindsight.cst_tree import decode_source, encode_source
-    from flordb.hindsight.propagate import ParseError, propagate
+    from flordb.hindsight.propagate import propagate
 
     if not args.name and not args.line:
         raise UsageError("say which statements to carry: --name NAME or --line N")

@@ -20,18 +20,16 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import libcst as cst
 from libcst.metadata import (
     ExpressionContext,
-    ExpressionContextProvider,
-    MetadataWrapper,
-    PositionProvider,
 )
 
 from flordb.errors import PlanError
-from flordb.hindsight.cst_tree import FLORDB_MODULES, dotted
+from flordb.hindsight.cst_tree import dotted, walk
+from flordb.hindsight.script import Script
 
 _BUILTINS = frozenset(dir(builtins))
 _STORE = (ExpressionContext.STORE, ExpressionContext.DEL)
@@ -135,24 +133,19 @@ class _Script:
     """A parsed script with metadata and the sets of names that are not state."""
 
     def __init__(self, source: str) -> None:
-        self.wrapper = MetadataWrapper(cst.parse_module(source), unsafe_skip_copy=True)
-        self.module = self.wrapper.module
-        self.ctx = self.wrapper.resolve(ExpressionContextProvider)
-        self.pos = self.wrapper.resolve(PositionProvider)
-        self.aliases, self.imported = set(), set()
+        self.script = Script(source, "the patched script")
+        self.module = self.script.module
+        self.ctx = self.script.contexts
+        self.pos = self.script.positions
+        self.aliases = set(self.script.flordb_imports)  # the module, and functions by name
+        self.imported: set[str] = set()
         self.functions: dict[str, cst.FunctionDef] = {}
-        for node in _walk(self.module):
+        for node in walk(self.module):
             if isinstance(node, (cst.Import, cst.ImportFrom)) \
                     and not isinstance(node.names, cst.ImportStar):
-                module = dotted(node.module) if isinstance(node, cst.ImportFrom) else None
                 for alias in node.names:
-                    bound = dotted(alias.asname.name) if alias.asname else \
-                        dotted(alias.name).split(".")[0]
-                    self.imported.add(bound)
-                    if module is None and dotted(alias.name) in FLORDB_MODULES:
-                        self.aliases.add(bound)
-                    elif module in FLORDB_MODULES:
-                        self.aliases.add(bound)  # flor functions imported by name
+                    self.imported.add(dotted(alias.asname.name) if alias.asname else
+                                      dotted(alias.name).split(".")[0])
             elif isinstance(node, cst.FunctionDef):
                 self.functions.setdefault(node.name.value, node)
             elif isinstance(node, cst.ClassDef):
@@ -162,14 +155,10 @@ class _Script:
         self._body_changes: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------------ node queries
-    def is_flor_call(self, node: cst.CSTNode, attr: str | None = None) -> bool:
+    def is_flor_call(self, node: cst.CSTNode, attr: str | None = None) -> TypeGuard[cst.Call]:
         """Whether ``node`` calls flordb's ``attr`` (any flordb function when None)."""
-        if not isinstance(node, cst.Call):
-            return False
-        f = node.func
-        if isinstance(f, cst.Attribute):
-            return attr in (None, f.attr.value) and dotted(f.value) in self.aliases
-        return isinstance(f, cst.Name) and attr in (None, f.value) and f.value in self.aliases
+        function = self.script.flor_function(node)
+        return function is not None and attr in (None, function)
 
     def loop_name(self, node: cst.CSTNode) -> str | None:
         """The name of ``for ... in flor.loop(NAME, ...)``, else None."""
@@ -187,8 +176,8 @@ class _Script:
 
     def reads(self, node: cst.CSTNode) -> set[str]:
         """State names ``node`` loads (comprehension and lambda variables excluded)."""
-        keywords = {id(n.keyword) for n in _walk(node) if isinstance(n, cst.Arg) and n.keyword}
-        return {n.value for n in _walk(node) if isinstance(n, cst.Name) and id(n) not in keywords
+        keywords = {id(n.keyword) for n in walk(node) if isinstance(n, cst.Arg) and n.keyword}
+        return {n.value for n in walk(node) if isinstance(n, cst.Name) and id(n) not in keywords
                 and self.ctx.get(n) is ExpressionContext.LOAD} - self._locals(node) - self.not_state
 
     def changes(self, node: cst.CSTNode) -> set[str]:
@@ -202,7 +191,7 @@ class _Script:
         call updates (batch-norm statistics) must be enrolled.
         """
         out: set[str] = set()
-        for n in _walk(node):
+        for n in walk(node):
             c = self.ctx.get(n)
             if isinstance(n, cst.Name) and c in _STORE:
                 out.add(n.value)
@@ -241,17 +230,17 @@ class _Script:
         if name not in self._free_changes:
             self._free_changes[name] = set()  # recursion guard
             fn = self.functions[name]
-            params = {p.name.value for p in _walk(fn.params) if isinstance(p, cst.Param)}
-            declared = {n.value for g in _walk(fn.body) if isinstance(g, cst.Global)
+            params = {p.name.value for p in walk(fn.params) if isinstance(p, cst.Param)}
+            declared = {n.value for g in walk(fn.body) if isinstance(g, cst.Global)
                         for n in (a.name for a in g.names)}
-            assigned = {n.value for n in _walk(fn.body) if isinstance(n, cst.Name)
+            assigned = {n.value for n in walk(fn.body) if isinstance(n, cst.Name)
                         and self.ctx.get(n) in _STORE} - declared
             self._free_changes[name] = self.changes(fn.body) - params - assigned
         return self._free_changes[name]
 
     def holds_loop(self, node: cst.CSTNode, seen: frozenset[str] = frozenset()) -> bool:
         """Whether running ``node`` enters a ``flor.loop`` (directly or via module functions)."""
-        for n in _walk(node):
+        for n in walk(node):
             if self.loop_name(n) is not None:
                 return True
             if isinstance(n, cst.Call) and isinstance(n.func, cst.Name) \
@@ -262,11 +251,11 @@ class _Script:
 
     def _locals(self, node: cst.CSTNode) -> set[str]:
         out = set()
-        for n in _walk(node):
+        for n in walk(node):
             if isinstance(n, cst.CompFor):
-                out |= {t.value for t in _walk(n.target) if isinstance(t, cst.Name)}
+                out |= {t.value for t in walk(n.target) if isinstance(t, cst.Name)}
             elif isinstance(n, cst.Lambda):
-                out |= {p.name.value for p in _walk(n.params) if isinstance(p, cst.Param)}
+                out |= {p.name.value for p in walk(n.params) if isinstance(p, cst.Param)}
         return out
 
     # ------------------------------------------------------------------ data flow
@@ -278,7 +267,7 @@ class _Script:
             for t in targets:
                 deps.setdefault(t, set()).update(sources)
 
-        for n in _walk(self.module):
+        for n in walk(self.module):
             if isinstance(n, (cst.Assign, cst.AugAssign, cst.AnnAssign)) and n.value is not None:
                 targets = n.targets if isinstance(n, cst.Assign) else [n]
                 add({x for t in targets for x in self.changes(t.target)} | (
@@ -308,7 +297,7 @@ class _Script:
                         for t in targets:
                             live |= self.reads(t.target) - defined
                             if isinstance(t.target, (cst.Name, cst.Tuple, cst.List)):
-                                defined |= {n.value for n in _walk(t.target)
+                                defined |= {n.value for n in walk(t.target)
                                             if isinstance(n, cst.Name)}
                     elif isinstance(small, cst.AugAssign):
                         live |= (self.reads(small) | {_base(small.target)}) - defined
@@ -344,10 +333,10 @@ def analyze(source: str, lines: Iterable[int], main_loop: str | None,
     loop name (a statement in a loop of depth 2 or more is inside an inner loop).
     """
     s = _Script(source)
-    main = next((n for n in _walk(s.module)
+    main = next((n for n in walk(s.module)
                  if isinstance(n, cst.For) and s.loop_name(n) == main_loop), None)
     deps = s.dependencies()
-    restored = {a.value.value for n in _walk(s.module) if s.is_flor_call(n, "checkpointing")
+    restored = {a.value.value for n in walk(s.module) if s.is_flor_call(n, "checkpointing")
                 for a in n.args if a.keyword is not None and isinstance(a.value, cst.Name)}
     # The main loop's statements (the small statements of a one-line body).
     body: list[Any] = list(main.body.body) if main is not None else []
@@ -365,7 +354,7 @@ def analyze(source: str, lines: Iterable[int], main_loop: str | None,
     dangling = _dangling(s, main, body, holders, restored) \
         if holders and main is not None else set()
     sites = []
-    statements = {s.line_span(n)[0]: n for n in _walk(s.module)
+    statements = {s.line_span(n)[0]: n for n in walk(s.module)
                   if isinstance(n, cst.SimpleStatementLine)}
     for line in lines:
         site = statements.get(line)
@@ -374,13 +363,13 @@ def analyze(source: str, lines: Iterable[int], main_loop: str | None,
         position = _position(s, site, main, body, holders, depths)
         sites.append(Site(line, position, s.reads(site)))
     log_reads: dict[str, set[str]] = {}
-    clock_vars = {t for n in _walk(s.module) if isinstance(n, (cst.Assign, cst.AugAssign,
+    clock_vars = {t for n in walk(s.module) if isinstance(n, (cst.Assign, cst.AugAssign,
                                                                cst.AnnAssign))
                   and n.value is not None and _reads_clock(n.value)
                   for t in s.changes(n.targets[0].target if isinstance(n, cst.Assign)
                                      else n.target)}
     clocked = set()
-    for n in _walk(s.module):
+    for n in walk(s.module):
         if isinstance(n, cst.Call) and s.is_flor_call(n, "log") and n.args \
                 and isinstance(n.args[0].value, cst.SimpleString) \
                 and isinstance(name := n.args[0].value.evaluated_value, str):
@@ -402,7 +391,7 @@ _CLOCK = frozenset({"time", "time_ns", "perf_counter", "perf_counter_ns", "monot
 
 def _reads_clock(node: cst.CSTNode) -> bool:
     """Whether ``node`` calls a clock (``time.time()``, ``datetime.now()``, ``perf_counter``)."""
-    for n in _walk(node):
+    for n in walk(node):
         if isinstance(n, cst.Call):
             parts = dotted(n.func).split(".")
             if parts[-1] in _CLOCK and (len(parts) == 1 or parts[0] in ("time", "datetime")):
@@ -427,16 +416,16 @@ def _control_args(s: _Script, deps: dict[str, set[str]]) -> set[str]:
     not bound to a name (it cannot be followed)."""
     by_variable: dict[str, str] = {}
     bound: set[int] = set()
-    for n in _walk(s.module):
+    for n in walk(s.module):
         if isinstance(n, cst.Assign) and len(n.targets) == 1 \
                 and isinstance(n.targets[0].target, cst.Name) and s.is_flor_call(n.value, "arg"):
             name = _literal_arg(n.value)
             if name is not None:
                 by_variable[n.targets[0].target.value] = name
                 bound.add(id(n.value))
-    out = {"*" for n in _walk(s.module) if s.is_flor_call(n, "arg") and id(n) not in bound}
+    out = {"*" for n in walk(s.module) if s.is_flor_call(n, "arg") and id(n) not in bound}
     tests: set[str] = set()
-    for n in _walk(s.module):
+    for n in walk(s.module):
         if isinstance(n, (cst.If, cst.While, cst.IfExp, cst.CompIf)):
             tests |= s.reads(n.test)
         elif isinstance(n, (cst.For, cst.CompFor)):
@@ -461,16 +450,16 @@ def _dangling(s: _Script, main: cst.For, body: list, holders: list[int],
     """Names bound only inside the statements holding inner loops (nowhere else in the
     script, and not restored) that statements after the first of them read, in the main
     loop's body or after the main loop."""
-    inside = {id(n) for i in holders for n in _walk(body[i])}
+    inside = {id(n) for i in holders for n in walk(body[i])}
     bound_in: set[str] = set()
     bound_elsewhere: set[str] = set()
-    for n in _walk(s.module):
+    for n in walk(s.module):
         if isinstance(n, cst.Name) and s.ctx.get(n) in _STORE:
             (bound_in if id(n) in inside else bound_elsewhere).add(n.value)
     later = [b for i, b in enumerate(body) if i > holders[0] and i not in holders]
     last_line = s.line_span(main)[1]
     scope = _in_function(s, main) or s.module
-    later += [n for n in _walk(scope) if isinstance(n, cst.SimpleStatementLine)
+    later += [n for n in walk(scope) if isinstance(n, cst.SimpleStatementLine)
               and s.line_span(n)[0] > last_line]
     read = set().union(*(s.reads(n) for n in later)) if later else set()
     return (read & bound_in) - bound_elsewhere - restored
@@ -481,10 +470,10 @@ def _position(s: _Script, stmt: cst.CSTNode, main: cst.For | None, body: list,
     line = s.line_span(stmt)[0]
     if main is None:
         return BEFORE if not _in_function(s, stmt) else UNKNOWN
-    enclosing = [n for n in _walk(s.module) if s.loop_name(n) is not None
-                 and _contains(s, n.body, line)]
+    enclosing = [n for n in walk(s.module) if isinstance(n, cst.For)
+                 and s.loop_name(n) is not None and _contains(s, n.body, line)]
     if enclosing:
-        inner = enclosing[-1]  # _walk is pre-order: the last one is the innermost
+        inner = enclosing[-1]  # walk is pre-order: the last one is the innermost
         if inner is main:
             index = next(i for i, b in enumerate(body) if _contains(s, b, line))
             if index in holders:
@@ -509,7 +498,7 @@ def _in_place(function: str) -> bool:
 def _in_function(s: _Script, stmt: cst.CSTNode) -> cst.FunctionDef | None:
     line = s.line_span(stmt)[0]
     found = None  # pre-order: the last function holding the line is the innermost
-    for n in _walk(s.module):
+    for n in walk(s.module):
         if isinstance(n, cst.FunctionDef) and _contains(s, n.body, line):
             found = n
     return found
@@ -536,15 +525,6 @@ def _blocks(stmt: cst.CSTNode) -> list[list[cst.CSTNode]]:
         elif isinstance(child, cst.CSTNode) and not isinstance(child, cst.BaseExpression):
             out.extend(_blocks(child))
     return out
-
-
-def _walk(node: cst.CSTNode):
-    """``node`` and its descendants, pre-order."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        yield n
-        stack.extend(reversed(n.children))
 
 
 def _base(node: cst.CSTNode) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import tokenize
+from collections.abc import Iterator
 
 import libcst as cst
 
@@ -40,6 +41,15 @@ def is_block(tree: Tree) -> bool:
 
 #: The module names a script may import flordb under.
 FLORDB_MODULES = ("flordb", "flor")
+
+
+def walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """``node`` and its descendants, pre-order."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(n.children))
 
 
 def dotted(node: cst.CSTNode | None) -> str:

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from flordb.checkpoint import available
-from flordb.errors import PlanError, SnapshotError
+from flordb.errors import ParseError, PlanError, SnapshotError
 from flordb.hindsight import analysis as A
 from flordb.hindsight.cst_tree import decode_source
-from flordb.hindsight.propagate import ParseError, Placement, Propagator
+from flordb.hindsight.propagate import Placement, Propagator
 from flordb.store import history, replays
 from flordb.store.db import Connection
 from flordb.store.executions import recorded_args

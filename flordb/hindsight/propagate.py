@@ -13,18 +13,17 @@ from __future__ import annotations
 import builtins
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from collections.abc import Mapping as MappingOf
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal, TypeVar
 
 import libcst as cst
-from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+from libcst.metadata import MetadataWrapper, PositionProvider
 
-from flordb.errors import ParseError
 from flordb.hindsight import bindings
 from flordb.hindsight.cst_tree import FLORDB_MODULES, dotted, is_block, to_tree
 from flordb.hindsight.gumtree import Mapping, Tree, match
+from flordb.hindsight.script import Script
 
 _ENCLOSING = ("For", "While", "With", "FunctionDef", "If", "Try")
 #: Compound statements that run their block at most once: a statement found in one that the
@@ -67,22 +66,27 @@ class PropagationResult:
 
 @dataclass
 class _Parsed:
-    module: cst.Module
+    script: Script
     tree: Tree
     nodes: dict[int, Tree]  # id(libcst node) -> its Tree
-    aliases: set[str]  # names bound to the flordb module
-    log_names: set[str]  # names bound to flordb.log
-    _positions: MappingOf[cst.CSTNode, CodeRange] | None = None
+
+    @property
+    def module(self) -> cst.Module:
+        return self.script.module
+
+    @property
+    def aliases(self) -> set[str]:
+        """Names bound to the flordb module."""
+        return self.script.module_aliases
+
+    @property
+    def log_names(self) -> set[str]:
+        """Names bound to ``flordb.log``."""
+        return self.script.log_names
 
     def line(self, node: cst.CSTNode) -> int:
-        """1-based line where ``node`` starts (positions are computed on first use)."""
-        return self._ranges()[node].start.line
-
-    def _ranges(self) -> MappingOf[cst.CSTNode, CodeRange]:
-        if self._positions is None:
-            wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
-            self._positions = wrapper.resolve(PositionProvider)
-        return self._positions
+        """1-based line where ``node`` starts."""
+        return self.script.line(node)
 
     @cached_property
     def variables(self) -> list[Tree]:
@@ -130,39 +134,13 @@ class _Parsed:
         return out
 
     def end_line(self, node: cst.CSTNode) -> int:
-        return self._ranges()[node].end.line
+        return self.script.end_line(node)
 
 
 def _parse(source: str, what: str) -> _Parsed:
-    try:
-        module = cst.parse_module(source)
-    except cst.ParserSyntaxError as exc:
-        raise ParseError(f"{what} does not parse: {str(exc).splitlines()[0]} "
-                         f"(line {exc.raw_line})") from None
-    tree = to_tree(module)
-    nodes = {id(t.origin): t for t in tree.preorder()}
-    aliases, log_names = _flordb_bindings(tree)
-    return _Parsed(module, tree, nodes, aliases, log_names)
-
-
-def _flordb_bindings(tree: Tree) -> tuple[set[str], set[str]]:
-    """Names bound to the flordb module and to ``flordb.log`` by the file's imports."""
-    aliases: set[str] = set()
-    log_names: set[str] = set()
-    for t in tree.preorder():
-        node = t.origin
-        if isinstance(node, cst.Import):
-            for alias in node.names:
-                name = dotted(alias.name)
-                if name in FLORDB_MODULES:
-                    aliases.add(dotted(alias.asname.name) if alias.asname else name)
-        elif isinstance(node, cst.ImportFrom) and node.module is not None \
-                and dotted(node.module) in FLORDB_MODULES \
-                and not isinstance(node.names, cst.ImportStar):
-            for alias in node.names:
-                if dotted(alias.name) == "log":
-                    log_names.add(dotted(alias.asname.name) if alias.asname else "log")
-    return aliases, log_names
+    script = Script(source, what)
+    tree = to_tree(script.module)
+    return _Parsed(script, tree, {id(t.origin): t for t in tree.preorder()})
 
 
 def _log_calls(parsed: _Parsed) -> list[tuple[cst.Call, str | None]]:
@@ -172,11 +150,8 @@ def _log_calls(parsed: _Parsed) -> list[tuple[cst.Call, str | None]]:
 
 
 def _is_log_call(parsed: _Parsed, call: cst.Call) -> bool:
-    """Whether ``call`` calls ``flordb.log`` under one of the file's import names."""
-    func = call.func
-    if isinstance(func, cst.Attribute):
-        return func.attr.value == "log" and dotted(func.value) in parsed.aliases
-    return isinstance(func, cst.Name) and func.value in parsed.log_names
+    """Whether ``call`` calls ``flordb.log`` under any of the file's import names."""
+    return parsed.script.flor_function(call) == "log"
 
 
 def _logged_name(call: cst.Call) -> str | None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from flordb.hindsight.propagate import ParseError, find_statements, propagate
+from flordb.errors import ParseError
+from flordb.hindsight.propagate import find_statements, propagate
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "propagate").iterdir())
 

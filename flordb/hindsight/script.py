@@ -1,0 +1,125 @@
+"""One model of a script, shared by propagation and the replay analysis: one parse, one LibCST
+:class:`~libcst.metadata.MetadataWrapper`, and flordb's calls recognised once, through
+LibCST's qualified names (so ``import flordb as flor``, ``import flor``, ``from flordb import
+log as record`` and FlorDB 2's ``from flor import Flor`` are all seen, and a local variable
+that happens to be called ``flor`` is not)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from functools import cached_property
+from typing import Any
+
+import libcst as cst
+from libcst.metadata import (
+    CodeRange,
+    ExpressionContext,
+    ExpressionContextProvider,
+    MetadataWrapper,
+    PositionProvider,
+    QualifiedName,
+    QualifiedNameProvider,
+    QualifiedNameSource,
+)
+
+from flordb.errors import ParseError
+from flordb.hindsight.cst_tree import FLORDB_MODULES, dotted, walk
+
+
+class Script:
+    """A parsed script: its module, positions, expression contexts, qualified names, and the
+    names its imports bind to flordb."""
+
+    def __init__(self, source: str, what: str = "the script") -> None:
+        try:
+            module = cst.parse_module(source)
+        except cst.ParserSyntaxError as exc:
+            raise ParseError(f"{what} does not parse: {str(exc).splitlines()[0]} "
+                             f"(line {exc.raw_line})") from None
+        # unsafe_skip_copy keeps node identity: callers key their own tables by id(node).
+        self.wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+        self.module = self.wrapper.module
+
+    # ------------------------------------------------------------------ metadata
+    @cached_property
+    def positions(self) -> Mapping[cst.CSTNode, CodeRange]:
+        """Where each node starts and ends."""
+        return self.wrapper.resolve(PositionProvider)
+
+    @cached_property
+    def contexts(self) -> Mapping[cst.CSTNode, ExpressionContext]:
+        """Whether each name is loaded, stored or deleted."""
+        return self.wrapper.resolve(ExpressionContextProvider)
+
+    @cached_property
+    def qualified_names(self) -> Mapping[cst.CSTNode, Collection[QualifiedName]]:
+        """What each name and attribute refers to (``flordb.log`` for ``flor.log``)."""
+        return self.wrapper.resolve(QualifiedNameProvider)
+
+    def line(self, node: cst.CSTNode) -> int:
+        """1-based line where ``node`` starts."""
+        return self.positions[node].start.line
+
+    def end_line(self, node: cst.CSTNode) -> int:
+        """1-based line where ``node`` ends."""
+        return self.positions[node].end.line
+
+    # ------------------------------------------------------------------ flordb
+    def flor_function(self, node: cst.CSTNode) -> str | None:
+        """The flordb function ``node`` calls (``"log"``, ``"loop"``, ...), or None."""
+        if not isinstance(node, cst.Call):
+            return None
+        names: Any = self.qualified_names.get(node.func)
+        if names is None:  # a node made after the parse (a renamed copy): by import names
+            return self._by_import_names(node.func)
+        if callable(names):  # the provider computes each node's names on demand (LazyValue)
+            names = names()
+        for qn in names:
+            if qn.source is QualifiedNameSource.IMPORT:
+                root, _, rest = qn.name.partition(".")
+                if root in FLORDB_MODULES and rest:
+                    return rest.rsplit(".", 1)[-1]
+        return None
+
+    def _by_import_names(self, func: cst.BaseExpression) -> str | None:
+        full = dotted(func)
+        head, _, rest = full.partition(".")
+        target = self.flordb_imports.get(head)
+        if target is None:
+            return None
+        path = f"{target}.{rest}" if rest else target
+        return path.rsplit(".", 1)[-1] if "." in path else None
+
+    @cached_property
+    def flordb_imports(self) -> dict[str, str]:
+        """Each name the script's imports bind to flordb or something in it -> what it names
+        (``{"flor": "flordb", "record": "flordb.log", "Flor": "flor.Flor"}``)."""
+        out: dict[str, str] = {}
+        for node in walk(self.module):
+            if isinstance(node, cst.Import):
+                for alias in node.names:
+                    name = dotted(alias.name)
+                    if name.split(".")[0] in FLORDB_MODULES:
+                        bound = dotted(alias.asname.name) if alias.asname else \
+                            name.split(".")[0]
+                        out[bound] = name if alias.asname else name.split(".")[0]
+            elif isinstance(node, cst.ImportFrom) and node.module is not None \
+                    and not node.relative and dotted(node.module).split(".")[0] in FLORDB_MODULES \
+                    and not isinstance(node.names, cst.ImportStar):
+                for alias in node.names:
+                    name = dotted(alias.name)
+                    bound = dotted(alias.asname.name) if alias.asname else name
+                    out[bound] = f"{dotted(node.module)}.{name}"
+        return out
+
+    @cached_property
+    def module_aliases(self) -> set[str]:
+        """Names bound to the flordb module itself."""
+        return {n for n, q in self.flordb_imports.items() if q in FLORDB_MODULES}
+
+    @cached_property
+    def log_names(self) -> set[str]:
+        """Names bound to ``flordb.log`` itself (``from flordb import log``)."""
+        return {n for n, q in self.flordb_imports.items()
+                if q.split(".")[0] in FLORDB_MODULES and q.split(".")[1:] == ["log"]}
+
