@@ -100,6 +100,7 @@ def export(session: Session, version: DatasetVersion, dest: str | os.PathLike[st
     (dest / "version.json").write_text(json.dumps({
         "dataset": version.dataset, "label": version.label, "record_type": row[1] if row else "",
         "content_hash": version.content_hash, "n_members": version.n_members,
+        "uid": version.uid,
         "files": present, "records": sum(len(t["records"]) for t in records.values()),
         "labels": len(labels), "released": released, "identifier": identifier}, indent=1))
     bagit.make_bag(str(dest), {"External-Identifier": identifier,
@@ -240,7 +241,7 @@ def import_bag(session: Session, path: str | os.PathLike[str]) -> DatasetVersion
     for rtype in sorted({t for _, t, _ in manifest}):
         ds.add([rid for rid, t, _ in manifest if t == rtype], record_type=rtype)
     version = ds.release(label, description=f"imported from {meta['identifier']}",
-                         released=meta.get("released"))
+                         released=meta.get("released"), uid=meta.get("uid"))
     if version.content_hash != meta["content_hash"]:
         raise IntegrityError(f"{name}@{label}: the imported members hash to "
                              f"{version.content_hash}, not the bag's {meta['content_hash']}")

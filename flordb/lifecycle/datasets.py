@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 
 from flordb.errors import DatasetError, IntegrityError
 from flordb.store import lifecycle as sql
+from flordb.store.db import DatabaseIntegrityError, new_uid
 from flordb.store.io import file_digest
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 Bump = Literal["major", "minor", "patch"]
 DATASET = "dataset"  # record type of a member that is a dataset version
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_UID = re.compile(r"[0-9a-f]{32}")
 
 
 def dataset(session: Session, name: str, record_type: str = "file",
@@ -136,7 +138,8 @@ class Dataset:
             return sql.members_frame(conn, self.dataset_id)
 
     def release(self, label: str | None = None, description: str = "", bump: Bump = "minor",
-                checksums: bool = True, released: float | None = None) -> DatasetVersion:
+                checksums: bool = True, released: float | None = None,
+                uid: str | None = None) -> DatasetVersion:
         """Freeze the working set as version ``label`` (default: the latest semantic version
         bumped by ``bump``: ``major``, ``minor`` or ``patch``; the first is ``1.0.0``). Without
         a label, a working set identical to the latest release returns that release.
@@ -144,12 +147,13 @@ class Dataset:
         With ``checksums``, every member whose record id names a file of the project (whatever
         its record type: a ``Recording`` whose id is its path) is hashed, so the content hash
         names the bytes and a changed file is detected by :meth:`DatasetVersion.verify`
-        (``files=True``). ``released`` (epoch seconds) is for a version made elsewhere (an
-        imported bag), which keeps the time it was released there.
+        (``files=True``). ``released`` (epoch seconds) and ``uid`` are for a version made
+        elsewhere (an imported bag), which keeps the time it was released there and its global
+        identity.
         """
         with self.session.writing() as (conn, run_id):
             return _release(conn, run_id, self, label, description, bump, checksums,
-                            released=released)
+                            released=released, uid=uid)
 
     def version(self, label: str | None = None) -> DatasetVersion:
         """Released version ``label`` (default: the latest released)."""
@@ -176,6 +180,8 @@ class DatasetVersion:
     label: str
     content_hash: str
     n_members: int
+    #: The version's global identity: the same in every project that imported it.
+    uid: str
 
     @property
     def ref(self) -> str:
@@ -385,7 +391,8 @@ def _assign(ids: list[str], fractions: dict[str, float], seed: int,
 
 def _release(conn: Connection, run_id: int, ds: Dataset, label: str | None,
              description: str, bump: Bump, checksums: bool, parent_version: int | None = None,
-             split_spec: str | None = None, released: float | None = None) -> DatasetVersion:
+             split_spec: str | None = None, released: float | None = None,
+             uid: str | None = None) -> DatasetVersion:
     versions = sql.versions(conn, ds.dataset_id)
     labels = [v[0] for v in versions]
     if label in labels:
@@ -397,11 +404,20 @@ def _release(conn: Connection, run_id: int, ds: Dataset, label: str | None,
     digest = content_hash(manifest)
     if label is None and versions and versions[-1][1] == digest:
         latest = versions[-1]  # nothing changed: the latest release is this version
-        return DatasetVersion(ds.session, latest[2], ds.name, latest[0], digest, latest[3])
+        return DatasetVersion(ds.session, latest[2], ds.name, latest[0], digest, latest[3],
+                              latest[4])
     label = label or _bump(labels, bump)
-    version_id = sql.release(conn, ds.dataset_id, label, digest, manifest, run_id, description,
-                             parent_version, split_spec, released)
-    return DatasetVersion(ds.session, version_id, ds.name, label, digest, len(manifest))
+    if uid is not None and not (isinstance(uid, str) and _UID.fullmatch(uid)):
+        raise IntegrityError(f"{ds.name}@{label}: {uid!r} is not a version identity "
+                             "(32 hex digits)")
+    uid = uid or new_uid()
+    try:
+        version_id = sql.release(conn, ds.dataset_id, label, digest, manifest, run_id,
+                                 description, parent_version, split_spec, released, uid)
+    except DatabaseIntegrityError:
+        raise IntegrityError(f"{ds.name}@{label}: this project already has another version "
+                             f"with the identity {uid}") from None
+    return DatasetVersion(ds.session, version_id, ds.name, label, digest, len(manifest), uid)
 
 
 def content_hash(manifest: Iterable[tuple[str, str, str | None]]) -> str:
@@ -417,7 +433,7 @@ def _version(session: Session, conn: Connection, name: str, label: str | None
     row = sql.version_row(conn, name, label)
     if row is None:
         raise DatasetError(f"no released version {label or '(any)'} of dataset {name!r}")
-    return DatasetVersion(session, row[0], name, row[1], row[2], row[3])
+    return DatasetVersion(session, row[0], name, row[1], row[2], row[3], row[4])
 
 
 def _iterable(records) -> list:

@@ -45,15 +45,14 @@ def best(session: Session, metric: str, mode: Objective = "max", n: int = 1
         raise RegistryError(f"mode must be 'max' or 'min', not {mode!r}")
     session.flush()
     root = session.project_root()
-    frame = dataframe(root, [metric])
+    frame = dataframe(root, [metric], run_ids=True)
     frame = frame[pd.to_numeric(frame[metric], errors="coerce").notna()] \
         if metric in frame else frame.iloc[0:0]
     if frame.empty:
         raise RegistryError(f"no numeric value of {metric!r} was logged")
     ranked = frame.sort_values(metric, ascending=mode == "min", kind="stable").head(n)
+    ranked = ranked[[*ranked.columns[1:], "run_id"]]  # FlorDB's columns first, as before
     with session.reading() as conn:
-        run_ids = sql.run_ids(conn)
-        ranked = ranked.assign(run_id=(ranked["projid"] + " " + ranked["tstamp"]).map(run_ids))
         loops = [c for c in ranked.columns if c not in ("projid", "tstamp", "filename", metric,
                                                        "run_id") and not c.endswith("_value")]
         outer = loops[0] if loops else None

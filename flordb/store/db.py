@@ -18,6 +18,8 @@ Connection = sqlite3.Connection
 #: What the store's database raises when it cannot do as asked (locked, damaged, full,
 #: read-only): above the store, code names this, never SQLite.
 DatabaseError = sqlite3.Error
+#: A write the store's constraints refuse (a row whose identity it already has).
+DatabaseIntegrityError = sqlite3.IntegrityError
 
 STORE_DIRNAME = ".flor"
 DB_FILENAME = "flor.db"

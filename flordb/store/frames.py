@@ -31,8 +31,10 @@ SHOWN = "source IN ('record', 'replay')"
 IDENTITY = ["projid", "tstamp", "filename"]
 
 
-def dataframe(root: Path, names: Sequence[str]) -> pd.DataFrame:
-    """The frame described in :func:`flordb.dataframe`, read from the store at ``root``.
+def dataframe(root: Path, names: Sequence[str], run_ids: bool = False) -> pd.DataFrame:
+    """The frame described in :func:`flordb.dataframe`, read from the store at ``root``;
+    with ``run_ids``, each row's local ``run_id`` first (for flordb's own readers: the API's
+    frame keeps FlorDB's columns).
 
     A logged name equal to one of the frame's own columns (``projid``, ``tstamp``,
     ``filename``, a loop's ``<loop>`` or ``<loop>_value``) keeps its values under
@@ -69,10 +71,13 @@ def dataframe(root: Path, names: Sequence[str]) -> pd.DataFrame:
         conn.close()
     dims = _dimensions(wide, loops, elements)
     values = wide[labels].reset_index(drop=True)
-    values.columns = value_columns(names, [*IDENTITY, *dims.columns])
+    own = ["run_id", *IDENTITY] if run_ids else IDENTITY
+    values.columns = value_columns(names, [*own, *dims.columns])
     out = pd.concat([_identity(wide, runs), dims, values], axis=1)
     for col in out.columns[3:]:
         out[col] = _classic(out[col], value=col not in dims.columns)
+    if run_ids:
+        out.insert(0, "run_id", wide["run_id"].to_numpy())
     # Runs in order, then loop iterations outermost first; rows outside a loop sort after it.
     keys = [dims[c].to_numpy(dtype="float64", na_value=np.inf) for c in dims.columns[::2]]
     order = np.lexsort([wide["rep"].to_numpy(), *reversed(keys), wide["run_id"].to_numpy()])

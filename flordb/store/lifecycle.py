@@ -86,9 +86,10 @@ def members_frame(conn: sqlite3.Connection, dataset_id: int) -> pandas.DataFrame
     return pd.DataFrame(members(conn, dataset_id), columns=["record_id", "record_type"])
 
 
-def versions(conn: sqlite3.Connection, dataset_id: int) -> list[tuple[str, str, int, int]]:
-    """``(label, content_hash, version_id, n_members)`` of every release, oldest first."""
-    return conn.execute("SELECT label, content_hash, version_id, n_members FROM"
+def versions(conn: sqlite3.Connection, dataset_id: int
+             ) -> list[tuple[str, str, int, int, str]]:
+    """``(label, content_hash, version_id, n_members, uid)`` of every release, oldest first."""
+    return conn.execute("SELECT label, content_hash, version_id, n_members, uid FROM"
                         " dataset_versions WHERE dataset_id = ? ORDER BY version_id",
                         (dataset_id,)).fetchall()
 
@@ -106,14 +107,17 @@ def versions_frame(conn: sqlite3.Connection, dataset_id: int) -> pandas.DataFram
 def release(conn: sqlite3.Connection, dataset_id: int, label: str, content_hash: str,
             manifest: list[tuple[str, str, str | None]], run_id: int,
             description: str, parent_version: int | None = None,
-            split_spec: str | None = None, released: float | None = None) -> int:
+            split_spec: str | None = None, released: float | None = None,
+            uid: str | None = None) -> int:
     """Insert a version and its frozen manifest (a split's: the version it was split from,
-    and how; an imported one's: when it was released where it was made); returns its id."""
+    and how; an imported one's: when it was released where it was made, and its global
+    identity there); returns its id."""
     version_id = inserted_id(conn.execute(
         "INSERT INTO dataset_versions (uid, dataset_id, label, content_hash, n_members,"
         " released, released_by, description, parent_version, split_spec)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (new_uid(), dataset_id, label, content_hash, len(manifest), released or time.time(),
+        (uid or new_uid(), dataset_id, label, content_hash, len(manifest),
+         released or time.time(),
          run_id, description, parent_version, split_spec)))
     conn.executemany(
         "INSERT INTO version_members (version_id, record_id, record_type, checksum)"
@@ -122,10 +126,11 @@ def release(conn: sqlite3.Connection, dataset_id: int, label: str, content_hash:
 
 
 def version_row(conn: sqlite3.Connection, name: str, label: str | None
-                ) -> tuple[int, str, str, int] | None:
-    """``(version_id, label, content_hash, n_members)`` of ``name@label`` (default: the latest
-    release)."""
-    sql = ("SELECT v.version_id, v.label, v.content_hash, v.n_members FROM dataset_versions v"
+                ) -> tuple[int, str, str, int, str] | None:
+    """``(version_id, label, content_hash, n_members, uid)`` of ``name@label`` (default: the
+    latest release)."""
+    sql = ("SELECT v.version_id, v.label, v.content_hash, v.n_members, v.uid"
+           " FROM dataset_versions v"
            " JOIN datasets d ON d.dataset_id = v.dataset_id WHERE d.name = ?")
     if label:
         return conn.execute(sql + " AND v.label = ?", (name, label)).fetchone()

@@ -5,11 +5,6 @@ from __future__ import annotations
 import sqlite3
 
 
-def run_ids(conn: sqlite3.Connection) -> dict[str, int]:
-    """``"<projid> <tstamp>" -> run_id`` of every run."""
-    return dict(conn.execute("SELECT projid || ' ' || tstamp, run_id FROM runs"))
-
-
 def main_loop(conn: sqlite3.Connection, run_id: int, name: str | None
               ) -> tuple[int, int | None] | None:
     """``(loop_id, iterations)`` of the run's first outermost loop (named ``name`` when

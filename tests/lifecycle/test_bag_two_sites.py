@@ -66,6 +66,7 @@ print(json.dumps({
     "lineage": sorted(flor.lineage(np.int64(training_run))["ref"].astype(str)),
     "dee_run": int(severity.values().query("annotator == 'dee'")["run_id"].iloc[0]),
     "ratings": int(len(severity.values(as_of=v1))),
+    "uid": v1.uid,
 }))
 '''
 
@@ -80,6 +81,7 @@ severity = flor.feature("severity", record_type="Recording", columns={"score": i
 train = flor.training_data(split["train"], label="severity", how="majority", as_of=v)
 print(json.dumps({
     "same_version": again.version_id == v.version_id,
+    "uid": v.uid,
     "train": sorted(split["train"].members()["record_id"]),
     "training": train.to_dict("list"),
     "majority": severity.select("majority", as_of=v)[["record_id", "score"]].to_dict("list"),
@@ -116,6 +118,7 @@ def test_the_second_site_gets_the_same_split_training_data_and_majority(lab):
     site2 = make_repo(base / "site2")
     out = json.loads(run_script(site2, SITE2, name="train.py").stdout.splitlines()[-1])
     assert out["same_version"]
+    assert out["uid"] == first["uid"] and len(first["uid"]) == 32  # one identity, both sites
     assert out["speakers"] == 6 and out["recordings"] == 18
     assert out["ratings"] == first["ratings"]
     assert out["train"] == first["train"]
