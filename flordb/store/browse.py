@@ -131,9 +131,9 @@ def features(conn: sqlite3.Connection, latest: int) -> tuple[pandas.DataFrame,
 
 
 def metric_names(conn: sqlite3.Connection) -> tuple[list[str], dict[str, list[str]],
-                                                     list[str]]:
+                                                     list[tuple[int, str]]]:
     """Numeric names logged by runs or replays, the loops around each (outermost first), and
-    every run's tstamp."""
+    every run's ``(run_id, tstamp)``."""
     names = [n for n, in conn.execute(
         "SELECT DISTINCT name FROM series WHERE source IN ('record', 'replay') ORDER BY name")]
     parent: dict[tuple[int, int], tuple[int, str, int]] = {
@@ -148,8 +148,8 @@ def metric_names(conn: sqlite3.Connection) -> tuple[list[str], dict[str, list[st
             found.setdefault(name, {})[loop] = depth
             key = (run_id, up) if up else None
     loops = {n: sorted(ls, key=ls.__getitem__) for n, ls in found.items()}
-    tstamps = [t for t, in conn.execute("SELECT tstamp FROM runs ORDER BY run_id")]
-    return names, loops, tstamps
+    runs = conn.execute("SELECT run_id, tstamp FROM runs ORDER BY run_id").fetchall()
+    return names, loops, runs
 
 
 def replayed(conn: sqlite3.Connection, name: str) -> set[str]:

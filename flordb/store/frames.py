@@ -31,10 +31,11 @@ SHOWN = "source IN ('record', 'replay')"
 IDENTITY = ["projid", "tstamp", "filename"]
 
 
-def dataframe(root: Path, names: Sequence[str], run_ids: bool = False) -> pd.DataFrame:
+def dataframe(root: Path, names: Sequence[str], run_ids: bool = False,
+              runs_only: Sequence[int] | None = None) -> pd.DataFrame:
     """The frame described in :func:`flordb.dataframe`, read from the store at ``root``;
     with ``run_ids``, each row's local ``run_id`` first (for flordb's own readers: the API's
-    frame keeps FlorDB's columns).
+    frame keeps FlorDB's columns); with ``runs_only``, only those runs are read.
 
     A logged name equal to one of the frame's own columns (``projid``, ``tstamp``,
     ``filename``, a loop's ``<loop>`` or ``<loop>_value``) keeps its values under
@@ -45,8 +46,11 @@ def dataframe(root: Path, names: Sequence[str], run_ids: bool = False) -> pd.Dat
             raise BadTypeError(f"dataframe names must be str, not {type(name).__name__}")
     conn = connect_reader(root)
     try:
+        chosen = "" if runs_only is None else \
+            f" AND run_id IN ({','.join(str(int(r)) for r in runs_only) or 'NULL'})"
         runs = pd.read_sql_query(
-            "SELECT run_id, projid, tstamp, filename FROM runs ORDER BY run_id", conn)
+            f"SELECT run_id, projid, tstamp, filename FROM runs WHERE 1{chosen}"
+            " ORDER BY run_id", conn)
         per_run = not names
         if per_run:
             names = [r[0] for r in conn.execute(
@@ -58,7 +62,7 @@ def dataframe(root: Path, names: Sequence[str], run_ids: bool = False) -> pd.Dat
         # Values are held under labels of their own while the frame is built: a logged name
         # may be any string, the frame's key columns ("run_id", "iter") included.
         labels = [f"\0{i}" for i in range(len(names))]
-        wide = _columns(conn, names, labels, top_only=per_run)
+        wide = _columns(conn, names, labels, top_only=per_run, chosen=chosen)
         if per_run:
             wide = wide[wide["rep"] == wide.groupby("run_id")["rep"].transform("max")] \
                 if len(wide) else wide  # one row per run: a value logged again is its last
@@ -103,9 +107,11 @@ def value_columns(names: Sequence[str], taken: Sequence[str]) -> list[str]:
     return out
 
 
-def _columns(conn: Any, names: list[str], labels: list[str], top_only: bool) -> pd.DataFrame:
-    """One column per name (labelled by ``labels``), outer-joined on :data:`KEY`."""
-    where_top = " AND loop_id = 0" if top_only else ""
+def _columns(conn: Any, names: list[str], labels: list[str], top_only: bool,
+             chosen: str = "") -> pd.DataFrame:
+    """One column per name (labelled by ``labels``), outer-joined on :data:`KEY`; ``chosen``
+    restricts the runs read (an ``AND run_id IN (...)`` of integers)."""
+    where_top = (" AND loop_id = 0" if top_only else "") + chosen
     marks = ",".join("?" * len(names))
     numeric: dict[str, list[tuple]] = defaultdict(list)
     for row in conn.execute(

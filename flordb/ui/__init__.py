@@ -230,7 +230,7 @@ def metrics() -> str:
     args = arguments(_root())
     choices = {"project": _root().name, "names": names, "loops": loops,
                "args": [c for c in args.columns if c not in ("run_id", "tstamp")],
-               "runs": [{"tstamp": t, "label": label} for t, label in runs_]}
+               "runs": [{"run_id": r, "tstamp": t, "label": label} for r, t, label in runs_]}
     return render_template("metrics.html", title="Metrics", choices=choices)
 
 
@@ -253,12 +253,9 @@ def series_json() -> Response:
     buckets = body.get("buckets", 1000)
     if not isinstance(buckets, int) or not 10 <= buckets <= MAX_BUCKETS:
         abort(400, f"buckets must be an integer from 10 to {MAX_BUCKETS}")
-    if runs is not None and not (isinstance(runs, list) and all(isinstance(t, str)
-                                                               for t in runs)):
-        abort(400, "runs must be a list of run tstamps")
-    frame = dataframe(_root(), [name])
-    if runs is not None:
-        frame = frame[frame["tstamp"].isin(runs)]
+    if runs is not None and not (isinstance(runs, list) and all(type(r) is int for r in runs)):
+        abort(400, "runs must be a list of run ids")
+    frame = dataframe(_root(), [name], run_ids=True, runs_only=runs)  # the chosen runs only
     args = arguments(_root())
     if group is not None and group not in args.columns:
         abort(400, f"no flor.arg named {group!r}")
@@ -270,12 +267,14 @@ def series_json() -> Response:
     with _reader() as conn:
         replayed = browse.replayed(conn, name)
     by_run = args.set_index("tstamp")
+    run_id = dict(zip(frame["tstamp"].astype(str), frame["run_id"].tolist()))
     out_runs = []
     for tstamp, (xs, ys) in data.points.items():
         xs, ys = charts.thin(xs, ys, buckets)
         row = by_run.loc[tstamp] if tstamp in by_run.index else None
         out_runs.append({
-            "tstamp": tstamp, "label": labels[tstamp], "replayed": tstamp in replayed,
+            "run_id": run_id[tstamp], "tstamp": tstamp, "label": labels[tstamp],
+            "replayed": tstamp in replayed,
             "args": {} if row is None else {k: _jsonable(v) for k, v in row.items()
                                              if k != "run_id" and not is_missing(v)},
             "x": _floats(xs), "y": _floats(ys)})
@@ -356,10 +355,10 @@ def chart() -> Response:
     name = request.args.get("name", "")
     if not name:
         abort(400, "name is required")
-    frame = dataframe(_root(), [name])
     chosen = request.args.getlist("run")
-    if chosen:
-        frame = frame[frame["tstamp"].isin(chosen)]
+    if not all(r.isdigit() and len(r) < 19 for r in chosen):
+        abort(400, "run must name runs by their ids")
+    frame = dataframe(_root(), [name], runs_only=[int(r) for r in chosen] if chosen else None)
     try:
         fig = charts.plot(frame, arguments(_root()), name, request.args.get("x") or None)
     except charts.PlotError as exc:
@@ -435,15 +434,17 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8765) -> None:
     run_simple(host, port, create_app(root), threaded=True)
 
 
-def _metric_choices(root: Path) -> tuple[list[str], dict[str, list[str]], list[tuple[str, str]]]:
-    """Numeric names logged in loops, the loops of each, and (tstamp, label) of every run."""
+def _metric_choices(root: Path) -> tuple[list[str], dict[str, list[str]],
+                                         list[tuple[int, str, str]]]:
+    """Numeric names logged in loops, the loops of each, and (run id, tstamp, label) of every
+    run."""
     from flordb.charts import run_labels
     from flordb.store.frames import arguments
 
     with _reader() as conn:
-        names, loops, tstamps = browse.metric_names(conn)
-    labels = run_labels(arguments(root), tstamps)
-    return names, loops, [(t, f"{labels[t]} · {t[:19]}") for t in tstamps]
+        names, loops, runs = browse.metric_names(conn)
+    labels = run_labels(arguments(root), [t for _, t in runs])
+    return names, loops, [(r, t, f"{labels[t]} · {t[:19]}") for r, t in runs]
 
 
 def _mask(column, op: str, value: str):

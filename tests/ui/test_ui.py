@@ -76,7 +76,9 @@ def test_every_page_renders_and_escapes_user_strings(client):
     assert 'class="del">-        for step in flor.loop(&#34;step&#34;, range(3))' in diff
     replays = client.get("/replays").text
     assert "wmax" in replays and "done" in replays and ">acc<" in replays
-    png = client.get("/chart.png?name=loss&x=epoch&run=no-such-run")  # nothing to draw
+    png = client.get("/chart.png?name=loss&x=epoch&run=no-such-run")  # runs are named by id
+    assert png.status_code == 400 and "ids" in png.text
+    png = client.get("/chart.png?name=loss&x=epoch&run=999")  # no such run: nothing to draw
     assert png.status_code == 400
     png = client.get("/chart.png?name=acc")
     assert png.status_code == 200 and png.data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -176,6 +178,15 @@ def test_series_api_matches_the_frame(client, project):
         assert r["x"] == mine["epoch"].astype(float).tolist()
         assert r["y"] == pytest.approx(mine["acc"].tolist())
     assert [r["replayed"] for r in answer["runs"]] == [False] * 3
+    ids = dataframe(project, ["acc"], run_ids=True).groupby("tstamp")["run_id"].first()
+    assert [r["run_id"] for r in answer["runs"]] == [int(ids[r["tstamp"]]) for r in
+                                                     answer["runs"]]
+    second = answer["runs"][1]
+    only = client.post("/api/series", json={"name": "acc", "x": "epoch",
+                                            "runs": [second["run_id"]]}).get_json()["runs"]
+    assert [(r["run_id"], r["y"]) for r in only] == [(second["run_id"], second["y"])]
+    assert client.post("/api/series", json={"name": "acc", "runs": [second["tstamp"]]}
+                       ).status_code == 400  # runs are named by id
     assert json.loads(client.post("/api/series", json={"name": "wmax"}).text)["runs"][0][
         "replayed"] is True
     grouped = client.post("/api/series", json={"name": "loss", "x": "epoch",

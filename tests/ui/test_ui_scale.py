@@ -98,7 +98,7 @@ def test_hover_names_the_run_under_the_cursor(served):
         const k = data.runs.findIndex(r => r.args.seed === 199);
         const x = 4, y = data.runs[k].y[3];  // inside the plot area, not on its edge
         const rect = plot.over.getBoundingClientRect();
-        return {run: data.runs[k].tstamp, label: data.runs[k].label,
+        return {run: String(data.runs[k].run_id), label: data.runs[k].label,
                 left: rect.left + plot.valToPos(x, "x"), top: rect.top + plot.valToPos(y, "y")};
     }""")
     page.mouse.move(target["left"] - 30, target["top"] - 30)
@@ -226,7 +226,7 @@ def test_scatter_of_an_arg_against_a_metric(served):
     target = page.evaluate("""() => {
         const {plot, data} = window.florScatter, p = data.points[10];
         const r = plot.over.getBoundingClientRect();
-        return {run: p.tstamp, left: r.left + plot.valToPos(p.x, "x"),
+        return {run: String(p.run_id), left: r.left + plot.valToPos(p.x, "x"),
                 top: r.top + plot.valToPos(p.y, "y")};
     }""")
     page.mouse.move(target["left"] - 20, target["top"] - 20)

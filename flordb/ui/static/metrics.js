@@ -6,7 +6,9 @@
   const choices = JSON.parse(document.getElementById("choices").textContent);
   const $ = (id) => document.getElementById(id);
   const KEY = "flordb:chosen-runs:" + choices.project;
-  let chosen = new Set(JSON.parse(sessionStorage.getItem(KEY) || "null") || choices.runs.map((r) => r.tstamp));
+  // Runs are named by id everywhere (a list kept from before ids named them is dropped).
+  const kept = (JSON.parse(sessionStorage.getItem(KEY) || "null") || []).filter(Number.isInteger);
+  let chosen = new Set(kept.length ? kept : choices.runs.map((r) => r.run_id));
   let data = null, plot = null, latest = 0;
   const WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5,
                  1e6, 2e6, 5e6, 1e7];
@@ -31,9 +33,9 @@
     choices.runs.forEach((r) => {
       if (needle && !r.label.toLowerCase().includes(needle) && !r.tstamp.includes(needle)) return;
       const label = document.createElement("label"), input = document.createElement("input");
-      input.type = "checkbox"; input.checked = chosen.has(r.tstamp); input.value = r.tstamp;
+      input.type = "checkbox"; input.checked = chosen.has(r.run_id); input.value = r.run_id;
       input.addEventListener("change", () => {
-        input.checked ? chosen.add(r.tstamp) : chosen.delete(r.tstamp); save(); load();
+        input.checked ? chosen.add(r.run_id) : chosen.delete(r.run_id); save(); load();
       });
       label.appendChild(input); label.appendChild(document.createTextNode(r.label));
       box.appendChild(label);
@@ -145,7 +147,7 @@
     const args = info.args ? Object.entries(info.args).map(([k, v]) => `${k}=${v}`).join(", ") : "";
     tip.textContent = `${info.label}${info.tstamp ? "\n" + info.tstamp : ""}${args ? "\n" + args : ""}` +
       `${info.replayed ? "\n(back-filled by replay)" : ""}\n${data.x_label.split(" ")[0]} ${u.data[0][i]}: ${y}`;
-    tip.dataset.run = info.tstamp || "";
+    tip.dataset.run = info.run_id === undefined ? "" : String(info.run_id);
     const rect = u.over.getBoundingClientRect();
     tip.style.left = (rect.left + u.cursor.left + 14) + "px";
     tip.style.top = (rect.top + u.cursor.top + 14) + "px";
@@ -161,7 +163,7 @@
   $("all").addEventListener("change", () => {
     document.querySelectorAll("#runs input").forEach((input) => {
       input.checked = $("all").checked;
-      input.checked ? chosen.add(input.value) : chosen.delete(input.value);
+      input.checked ? chosen.add(Number(input.value)) : chosen.delete(Number(input.value));
     });
     save(); load();
   });

@@ -36,7 +36,7 @@
   });
 
   document.getElementById("chart-selected").addEventListener("click", () => {
-    const runs = chosen().map((tr) => tr.dataset.tstamp);
+    const runs = chosen().map((tr) => Number(tr.dataset.run));
     if (!runs.length) return;
     sessionStorage.setItem("flordb:chosen-runs:" + meta.project, JSON.stringify(runs));
     location.href = "metrics";

@@ -32,7 +32,7 @@
         if (i === null) { tip.hidden = true; return; }
         const p = pts[i], rect = u.over.getBoundingClientRect();
         tip.textContent = `run ${p.run_id} (${p.tstamp})\n${data.x} = ${data.categories ? data.categories[p.x] : p.x}\n${data.y} = ${p.y}`;
-        tip.dataset.run = p.tstamp;
+        tip.dataset.run = String(p.run_id);
         tip.style.left = (rect.left + u.cursor.left + 14) + "px";
         tip.style.top = (rect.top + u.cursor.top + 14) + "px";
         tip.hidden = false;
