@@ -197,11 +197,12 @@ def dataframe(*names: str) -> pandas.DataFrame:
     """
     import pandas as pd
 
-    from flordb.store import frames
+    from flordb.store.handle import Store
 
     rt = _current()
     rt.flush()
-    frame = frames.dataframe(rt.project_root(), names)
+    with Store.open(rt.project_root()) as store:
+        frame = store.frame(names, run_ids=False)  # FlorDB's layout, formatted here
     frame["tstamp"] = pd.to_datetime(frame["tstamp"])
     return frame
 
@@ -260,19 +261,19 @@ def plot(name: str, x: str | None = None, by: Iterable[str] | None = None,
     differ (or by ``by``), restricted by ``where`` (top-level values, as in
     :func:`replay`) or to the runs with tstamps ``runs``. See :mod:`flordb.charts`."""
     from flordb import charts
-    from flordb.store.frames import arguments, runs_where
-    from flordb.store.frames import dataframe as _frame
+    from flordb.store.handle import Store
 
     rt = _current()
     rt.flush()
-    root = rt.project_root()
-    frame = _frame(root, [name])
-    keep = set(runs_where(root, where)["tstamp"]) if where else None
+    with Store.open(rt.project_root()) as store:
+        frame = store.frame([name], run_ids=False)
+        keep = set(store.runs_table(where)["tstamp"]) if where else None
+        args = store.arguments()
     if runs is not None:
         keep = set(runs) if keep is None else keep & set(runs)
     if keep is not None:
         frame = frame[frame["tstamp"].isin(keep)]
-    return charts.plot(frame, arguments(root), name, x, list(by) if by else None)
+    return charts.plot(frame, args, name, x, list(by) if by else None)
 
 
 # --------------------------------------------------------------------- lifecycle records

@@ -258,10 +258,9 @@ class _Planner:
 
     def _where_runs(self) -> set[int]:
         from flordb.errors import WhereError
-        from flordb.store.frames import runs_where
 
         try:
-            return set(runs_where(self.root, self.where)["run_id"].tolist())
+            return set(self.store.runs_table(self.where)["run_id"].tolist())
         except WhereError as exc:
             raise PlanError(f"--{exc}") from None
 

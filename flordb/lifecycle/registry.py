@@ -39,13 +39,14 @@ def best(session: Session, metric: str, mode: Objective = "max", n: int = 1
     state the value was computed from (missing when that checkpoint was not taken)."""
     import pandas as pd
 
-    from flordb.store.frames import dataframe
+    from flordb.store.handle import Store
 
     if mode not in ("max", "min"):
         raise RegistryError(f"mode must be 'max' or 'min', not {mode!r}")
     session.flush()
     root = session.project_root()
-    frame = dataframe(root, [metric], run_ids=True)
+    with Store.open(root) as store:
+        frame = store.frame([metric])
     frame = frame[pd.to_numeric(frame[metric], errors="coerce").notna()] \
         if metric in frame else frame.iloc[0:0]
     if frame.empty:

@@ -11,17 +11,19 @@ the loop dimensions are computed per loop instance (one numpy step per instance,
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from flordb import values as _values
 from flordb.errors import BadTypeError, WhereError
-from flordb.store.db import connect_reader
+from flordb.store.db import Connection, connect_reader
 
 #: A value's place: its run, loop context and iteration, and ``rep``: how many values of the
 #: same name that context logged before it (a name logged k times in one iteration: k rows).
@@ -31,9 +33,32 @@ SHOWN = "source IN ('record', 'replay')"
 IDENTITY = ["projid", "tstamp", "filename"]
 
 
-def dataframe(root: Path, names: Sequence[str], run_ids: bool = False,
+class Readable(Protocol):
+    """An open store (:class:`flordb.store.handle.Store`): its connection is used."""
+
+    conn: Connection
+
+
+Source = Path | Readable
+
+
+@contextmanager
+def _reading(source: Source) -> Iterator[Connection]:
+    """The connection of an open store, or a reader of the store at a project root."""
+    if isinstance(source, (str, os.PathLike)):
+        conn = connect_reader(Path(source))
+        try:
+            yield conn
+        finally:
+            conn.close()
+    else:
+        yield source.conn
+
+
+def dataframe(root: Source, names: Sequence[str], run_ids: bool = False,
               runs_only: Sequence[int] | None = None) -> pd.DataFrame:
-    """The frame described in :func:`flordb.dataframe`, read from the store at ``root``;
+    """The frame described in :func:`flordb.dataframe`, read from the store at ``root`` (a
+    project root or an open store);
     with ``run_ids``, each row's local ``run_id`` first (for flordb's own readers: the API's
     frame keeps FlorDB's columns); with ``runs_only``, only those runs are read.
 
@@ -44,8 +69,7 @@ def dataframe(root: Path, names: Sequence[str], run_ids: bool = False,
     for name in names:
         if not isinstance(name, str):
             raise BadTypeError(f"dataframe names must be str, not {type(name).__name__}")
-    conn = connect_reader(root)
-    try:
+    with _reading(root) as conn:
         chosen = "" if runs_only is None else \
             f" AND run_id IN ({','.join(str(int(r)) for r in runs_only) or 'NULL'})"
         runs = pd.read_sql_query(
@@ -71,8 +95,6 @@ def dataframe(root: Path, names: Sequence[str], run_ids: bool = False,
         else:
             wide = _broadcast(wide, labels)
         loops, elements = _loop_tables(conn, wide)
-    finally:
-        conn.close()
     dims = _dimensions(wide, loops, elements)
     values = wide[labels].reset_index(drop=True)
     own = ["run_id", *IDENTITY] if run_ids else IDENTITY
@@ -356,33 +378,27 @@ def _identity(wide: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 SUMMARIES = ("last", "max", "min")
 
 
-def runs_where(root: Path, where: str | None,
+def runs_where(root: Source, where: str | None,
                metrics: Sequence[tuple[str, str]] = ()) -> pd.DataFrame:
     """One row per run (``run_id``, identity, top-level values, and a column
     ``<name> <summary>`` per ``(name, summary)`` of ``metrics``: the run's last, largest or
     smallest numeric value of the name), filtered by ``where`` (:mod:`flordb.store.where`:
     ``"lr > 0.01 and `acc max` >= 0.9"``) when given."""
-    frame = dataframe(root, [])
-    if "run_id" in frame.columns:  # a value logged as run_id: this view's key keeps the name
-        frame = frame.rename(columns={"run_id": value_columns(["run_id"], frame.columns)[0]})
-    conn = connect_reader(root)
-    try:
-        keyed = dict(conn.execute("SELECT projid || ' ' || tstamp, run_id FROM runs"))
-    finally:
-        conn.close()
-    frame["run_id"] = (frame["projid"] + " " + frame["tstamp"]).map(keyed)
+    # A value logged as run_id keeps its values as run_id_logged: the view's key is run_id.
+    base = dataframe(root, [], run_ids=True)
+    frame = base[[*base.columns[1:], "run_id"]]  # the key last, as this view has always had it
     for name in dict.fromkeys(n for n, _ in metrics):
-        values = dataframe(root, [name])
+        values = dataframe(root, [name], run_ids=True)
         logged = values.columns[-1]  # the value column (renamed when it clashes)
-        numbers = pd.to_numeric(values[logged], errors="coerce") if len(values.columns) > 3 \
+        numbers = pd.to_numeric(values[logged], errors="coerce") if len(values.columns) > 4 \
             else pd.Series([], dtype=float)
-        per_run = pd.DataFrame({"tstamp": values["tstamp"], "v": numbers}).dropna(
-            subset=["v"]).groupby("tstamp", sort=False)["v"]
+        per_run = pd.DataFrame({"run_id": values["run_id"], "v": numbers}).dropna(
+            subset=["v"]).groupby("run_id", sort=False)["v"]
         for summary in dict.fromkeys(s for n, s in metrics if n == name):
             if summary not in SUMMARIES:
                 raise WhereError(f"a metric column is last, max or min of a name, not "
                                  f"{summary!r}")
-            frame[f"{name} {summary}"] = frame["tstamp"].map(getattr(per_run, summary)())
+            frame[f"{name} {summary}"] = frame["run_id"].map(getattr(per_run, summary)())
     if not where:
         return frame
     from flordb.store.where import select
@@ -390,16 +406,13 @@ def runs_where(root: Path, where: str | None,
     return select(frame, where)
 
 
-def arguments(root: Path) -> pd.DataFrame:
+def arguments(root: Source) -> pd.DataFrame:
     """One row per run: ``tstamp`` and its ``flor.arg`` values, one column each."""
     from flordb.store.executions import recorded_args
 
-    conn = connect_reader(root)
-    try:
+    with _reading(root) as conn:
         args = recorded_args(conn)
         runs = conn.execute("SELECT run_id, tstamp FROM runs ORDER BY run_id").fetchall()
-    finally:
-        conn.close()
     names = dict.fromkeys(n for a in args.values() for n in a)
     return pd.DataFrame([{"tstamp": t, **args.get(r, {})} for r, t in runs],
                         columns=["tstamp", *names])

@@ -10,11 +10,11 @@ same on every machine), its ``run_id`` this store's local one.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from flordb.errors import StoreError
 from flordb.store.db import (
@@ -26,6 +26,9 @@ from flordb.store.db import (
 )
 from flordb.store.executions import recorded_args
 from flordb.store.writer import Status, dead_runs
+
+if TYPE_CHECKING:
+    import pandas
 
 RunStatus = Literal[Status, "killed"]
 
@@ -126,6 +129,30 @@ class Store:
         """Bytes the database takes on disk (with its write-ahead log)."""
         path = store_dir(self.root) / DB_FILENAME
         return sum(p.stat().st_size for p in path.parent.glob(DB_FILENAME + "*"))
+
+    # ------------------------------------------------------------------ the read service
+    def frame(self, names: Sequence[str], runs: Sequence[int] | None = None,
+              run_ids: bool = True) -> pandas.DataFrame:
+        """Every value of ``names`` (of the runs ``runs``, default all) in FlorDB's layout
+        (:func:`flordb.dataframe`), with each row's ``run_id`` first unless ``run_ids`` is
+        false."""
+        from flordb.store import frames  # pandas: imported when a frame is asked for
+
+        return frames.dataframe(self, names, run_ids=run_ids, runs_only=runs)
+
+    def runs_table(self, where: str | None = None,
+                   metrics: Sequence[tuple[str, str]] = ()) -> pandas.DataFrame:
+        """One row per run: identity, top-level values, a ``<name> <summary>`` column per
+        metric, filtered by ``where`` (:mod:`flordb.store.where`)."""
+        from flordb.store import frames
+
+        return frames.runs_where(self, where, metrics)
+
+    def arguments(self) -> pandas.DataFrame:
+        """One row per run: ``tstamp`` and its ``flor.arg`` values."""
+        from flordb.store import frames
+
+        return frames.arguments(self)
 
     def args(self, run_ids: Iterable[int] | None = None) -> dict[int, dict[str, Any]]:
         """``run_id -> {name: value}`` of the runs' recorded ``flor.arg`` values."""

@@ -13,8 +13,6 @@ from __future__ import annotations
 import io
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,6 @@ from werkzeug.exceptions import HTTPException
 
 from flordb.errors import FlorError
 from flordb.store import browse
-from flordb.store.db import Connection
 from flordb.store.frames import SUMMARIES
 from flordb.store.handle import Store
 from flordb.values import is_missing
@@ -56,10 +53,9 @@ def _root() -> Path:
     return Path(current_app.config["PROJECT_ROOT"])
 
 
-@contextmanager
-def _reader() -> Iterator[Connection]:
-    with Store.open(_root()) as store:
-        yield store.conn
+def _store() -> Store:
+    """The project's store, read-only, for one request (``with _store() as store:``)."""
+    return Store.open(_root())
 
 
 def _failed(exc: Exception) -> Response:
@@ -89,16 +85,15 @@ def _ids_in_range() -> None:
 def runs() -> str:
     """Every run with its args, chosen metric columns (``?metrics=acc max, loss last``) and a
     search (``?q=lr > 0.01 and `acc max` >= 0.9``); sorting and selection in the browser."""
-    with _reader() as conn:
-        table = browse.runs(conn)
+    with _store() as store:
+        table = browse.runs(store.conn)
     metrics, q = _metric_columns(), request.args.get("q", "").strip()
     columns = [f"{n} {s}" for n, s in metrics]
     error, values = None, None
     if metrics or q:
-        from flordb.store.frames import runs_where
-
         try:
-            chosen = runs_where(_root(), q or None, metrics).set_index("run_id")
+            with _store() as store:
+                chosen = store.runs_table(q or None, metrics).set_index("run_id")
             table = [r for r in table if r["run_id"] in chosen.index]
             values = chosen[columns]
         except FlorError as exc:
@@ -114,11 +109,10 @@ def runs() -> str:
 @ui.get("/runs.csv")
 def runs_csv() -> Response:
     """The runs table as CSV: the same ``q`` and ``metrics`` as the page."""
-    from flordb.store.frames import runs_where
-
     try:
-        frame = runs_where(_root(), request.args.get("q", "").strip() or None,
-                           _metric_columns())
+        with _store() as store:
+            frame = store.runs_table(request.args.get("q", "").strip() or None,
+                                     _metric_columns())
     except FlorError as exc:
         abort(400, str(exc))
     return Response(frame.to_csv(index=False), mimetype="text/csv", headers={
@@ -132,11 +126,11 @@ def compare() -> str:
     ids = request.args.getlist("run", type=int)
     if not 2 <= len(ids) <= MAX_COMPARED:
         abort(400, f"choose 2 to {MAX_COMPARED} runs to compare (run=ID&run=ID...)")
-    with _reader() as conn:
-        infos = [browse.run(conn, i, 0) for i in ids]
+    with _store() as store:
+        infos = [browse.run(store.conn, i, 0) for i in ids]
         if any(info is None for info in infos):
             abort(404, "no such run")
-        last = browse.last_values(conn, ids)
+        last = browse.last_values(store.conn, ids)
     chosen = [info for info in infos if info is not None]
     for info in chosen:
         info["argv_text"] = " ".join(json.loads(info["argv"]))
@@ -173,8 +167,8 @@ def _cell(value: Any) -> str:
 
 @ui.get("/runs/<int:run_id>")
 def run(run_id: int) -> str:
-    with _reader() as conn:
-        info = browse.run(conn, run_id, OUTPUT_LINES)
+    with _store() as store:
+        info = browse.run(store.conn, run_id, OUTPUT_LINES)
     if info is None:
         abort(404, f"no run {run_id}")
     environment = info["environment"]
@@ -198,8 +192,8 @@ def run(run_id: int) -> str:
 def diff(run_id: int) -> str:
     """The code of a run against the previous run of its script (or ``?against=ID``)."""
     against = request.args.get("against", type=int)
-    with _reader() as conn:
-        rows = browse.snapshots_up_to(conn, max(run_id, against or 0))
+    with _store() as store:
+        rows = browse.snapshots_up_to(store.conn, max(run_id, against or 0))
     this = next((r for r in rows if r[0] == run_id), None)
     if this is None or not this[2]:
         abort(404, f"run {run_id} has no code snapshot")
@@ -225,9 +219,8 @@ def diff(run_id: int) -> str:
 def metrics() -> str:
     """Interactive charts (drawn in the browser by uPlot from :func:`series_json`)."""
     names, loops, runs_ = _metric_choices(_root())
-    from flordb.store.frames import arguments
-
-    args = arguments(_root())
+    with _store() as store:
+        args = store.arguments()
     choices = {"project": _root().name, "names": names, "loops": loops,
                "args": [c for c in args.columns if c not in ("run_id", "tstamp")],
                "runs": [{"run_id": r, "tstamp": t, "label": label} for r, t, label in runs_]}
@@ -243,7 +236,6 @@ def series_json() -> Response:
     """The points of a name for chosen runs, thinned to the chart's width, or their means and
     ranges per group of an arg. Read-only: a POST only so that any number of runs fits."""
     from flordb import charts
-    from flordb.store.frames import arguments, dataframe
 
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("name"), str):
@@ -255,8 +247,10 @@ def series_json() -> Response:
         abort(400, f"buckets must be an integer from 10 to {MAX_BUCKETS}")
     if runs is not None and not (isinstance(runs, list) and all(type(r) is int for r in runs)):
         abort(400, "runs must be a list of run ids")
-    frame = dataframe(_root(), [name], run_ids=True, runs_only=runs)  # the chosen runs only
-    args = arguments(_root())
+    with _store() as store:
+        frame = store.frame([name], runs)  # the chosen runs only
+        args = store.arguments()
+        replayed = browse.replayed(store.conn, name)
     if group is not None and group not in args.columns:
         abort(400, f"no flor.arg named {group!r}")
     try:
@@ -264,8 +258,6 @@ def series_json() -> Response:
         labels = charts.run_labels(args, list(data.points))
     except charts.PlotError as exc:
         abort(400, str(exc))
-    with _reader() as conn:
-        replayed = browse.replayed(conn, name)
     by_run = args.set_index("tstamp")
     run_id = dict(zip(frame["tstamp"].astype(str), frame["run_id"].tolist()))
     out_runs = []
@@ -291,10 +283,9 @@ def series_json() -> Response:
 @ui.get("/scatter")
 def scatter() -> str:
     """Each run as a point: an arg against a metric column, to see what a choice did."""
-    from flordb.store.frames import arguments
-
     names, _, _ = _metric_choices(_root())
-    args = [c for c in arguments(_root()).columns if c not in ("run_id", "tstamp")]
+    with _store() as store:
+        args = [c for c in store.arguments().columns if c not in ("run_id", "tstamp")]
     choices = {"project": _root().name, "names": names, "args": args}
     return render_template("scatter.html", title="Args against metrics", choices=choices)
 
@@ -305,16 +296,15 @@ def scatter_json() -> Response:
     has both; a text arg is placed by category (``categories`` lists them in order)."""
     import pandas as pd
 
-    from flordb.store.frames import runs_where
-
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not all(isinstance(body.get(k), str)
                                              for k in ("x", "name", "summary")):
         abort(400, "a JSON body with x (an arg), name and summary is required")
     column = f"{body['name']} {body['summary']}"
     try:
-        frame = runs_where(_root(), (body.get("q") or "").strip() or None,
-                           [(body["name"], body["summary"])])
+        with _store() as store:
+            frame = store.runs_table((body.get("q") or "").strip() or None,
+                                     [(body["name"], body["summary"])])
     except FlorError as exc:
         abort(400, str(exc))
     if body["x"] not in frame.columns:
@@ -350,7 +340,6 @@ def _jsonable(value: Any) -> Any:
 @ui.get("/chart.png")
 def chart() -> Response:
     from flordb import charts
-    from flordb.store.frames import arguments, dataframe
 
     name = request.args.get("name", "")
     if not name:
@@ -358,9 +347,12 @@ def chart() -> Response:
     chosen = request.args.getlist("run")
     if not all(r.isdigit() and len(r) < 19 for r in chosen):
         abort(400, "run must name runs by their ids")
-    frame = dataframe(_root(), [name], runs_only=[int(r) for r in chosen] if chosen else None)
+    with _store() as store:
+        frame = store.frame([name], [int(r) for r in chosen] if chosen else None,
+                            run_ids=False)
+        args = store.arguments()
     try:
-        fig = charts.plot(frame, arguments(_root()), name, request.args.get("x") or None)
+        fig = charts.plot(frame, args, name, request.args.get("x") or None)
     except charts.PlotError as exc:
         abort(400, str(exc))
     out = io.BytesIO()
@@ -370,13 +362,14 @@ def chart() -> Response:
 
 @ui.get("/dataframe")
 def table() -> str:
-    from flordb.store.frames import dataframe
-
     names = [n.strip() for n in request.args.get("names", "").split(",") if n.strip()]
     col, op, value = (request.args.get(k, "") for k in ("col", "op", "value"))
     if op and op not in OPS:
         abort(400, f"op must be one of {' '.join(OPS)}")
-    frame = dataframe(_root(), names) if names or request.args else None
+    frame = None
+    if names or request.args:
+        with _store() as store:
+            frame = store.frame(names, run_ids=False)
     html, total, shown, error = "", 0, None, None
     if frame is not None:
         if col:
@@ -394,8 +387,8 @@ def table() -> str:
 
 @ui.get("/replays")
 def replays() -> str:
-    with _reader() as conn:
-        out = browse.replays(conn)
+    with _store() as store:
+        out = browse.replays(store.conn)
     for r in out:
         r["names"] = ", ".join(r["names"])
         for u in r["units"]:
@@ -405,8 +398,8 @@ def replays() -> str:
 
 @ui.get("/datasets")
 def datasets() -> str:
-    with _reader() as conn:
-        listing, versions = browse.datasets(conn)
+    with _store() as store:
+        listing, versions = browse.datasets(store.conn)
     sections = [("", _html(listing)), ("Released versions", _html(versions))] \
         if len(listing) else []
     return render_template("listing.html", title="Datasets", sections=sections,
@@ -415,8 +408,8 @@ def datasets() -> str:
 
 @ui.get("/features")
 def features() -> str:
-    with _reader() as conn:
-        listing, recent = browse.features(conn, MAX_ROWS)
+    with _store() as store:
+        listing, recent = browse.features(store.conn, MAX_ROWS)
     sections = [("", _html(listing)), ("Latest values", _html(recent))] if len(listing) else []
     return render_template("listing.html", title="Features", sections=sections,
                            empty="No feature yet: flor.feature(name, columns=...).")
@@ -439,11 +432,11 @@ def _metric_choices(root: Path) -> tuple[list[str], dict[str, list[str]],
     """Numeric names logged in loops, the loops of each, and (run id, tstamp, label) of every
     run."""
     from flordb.charts import run_labels
-    from flordb.store.frames import arguments
 
-    with _reader() as conn:
-        names, loops, runs = browse.metric_names(conn)
-    labels = run_labels(arguments(root), [t for _, t in runs])
+    with Store.open(root) as store:
+        names, loops, runs = browse.metric_names(store.conn)
+        args = store.arguments()
+    labels = run_labels(args, [t for _, t in runs])
     return names, loops, [(r, t, f"{labels[t]} · {t[:19]}") for r, t in runs]
 
 
