@@ -175,10 +175,11 @@ class _Script:
         return p.start.line, p.end.line
 
     def reads(self, node: cst.CSTNode) -> set[str]:
-        """State names ``node`` loads (comprehension and lambda variables excluded)."""
+        """State names ``node`` loads (a comprehension's or lambda's own variables excluded)."""
         keywords = {id(n.keyword) for n in walk(node) if isinstance(n, cst.Arg) and n.keyword}
         return {n.value for n in walk(node) if isinstance(n, cst.Name) and id(n) not in keywords
-                and self.ctx.get(n) is ExpressionContext.LOAD} - self._locals(node) - self.not_state
+                and self.ctx.get(n) is ExpressionContext.LOAD
+                and not self.script.bound_in_expression(n)} - self.not_state
 
     def changes(self, node: cst.CSTNode) -> set[str]:
         """State names ``node`` may change.
@@ -191,23 +192,27 @@ class _Script:
         call updates (batch-norm statistics) must be enrolled.
         """
         out: set[str] = set()
+        own = self.script.bound_in_expression
+
+        def add(base: cst.CSTNode) -> None:
+            name = _base_name(base)
+            if name is not None and not own(name):
+                out.add(name.value)
+
         for n in walk(node):
             c = self.ctx.get(n)
-            if isinstance(n, cst.Name) and c in _STORE:
-                out.add(n.value)
-            elif isinstance(n, (cst.Attribute, cst.Subscript)) and c in _STORE:
-                out.add(_base(n))
+            if isinstance(n, (cst.Name, cst.Attribute, cst.Subscript)) and c in _STORE:
+                add(n)
             elif isinstance(n, cst.Call) and not self.is_flor_call(n):
                 f = n.func
                 if isinstance(f, cst.Attribute):
-                    receiver = _base(f.value)
-                    out.add(receiver)
-                    if receiver in self.imported and _in_place(f.attr.value) and n.args:
-                        out.add(_base(n.args[0].value))  # the array or tensor written
+                    add(f.value)
+                    if _base(f.value) in self.imported and _in_place(f.attr.value) and n.args:
+                        add(n.args[0].value)  # the array or tensor written
                 elif isinstance(f, cst.Name) and f.value in self.functions:
                     out |= self.free_changes(f.value)
                     out |= self.changed_args(f.value, n.args)
-        return out - {""} - self._locals(node) - self.not_state
+        return out - self.not_state
 
     def changed_args(self, name: str, args: Sequence[cst.Arg]) -> set[str]:
         """The names passed to module function ``name`` for parameters it changes."""
@@ -248,15 +253,6 @@ class _Script:
                 if self.holds_loop(self.functions[n.func.value].body, seen | {n.func.value}):
                     return True
         return False
-
-    def _locals(self, node: cst.CSTNode) -> set[str]:
-        out = set()
-        for n in walk(node):
-            if isinstance(n, cst.CompFor):
-                out |= {t.value for t in walk(n.target) if isinstance(t, cst.Name)}
-            elif isinstance(n, cst.Lambda):
-                out |= {p.name.value for p in walk(n.params) if isinstance(p, cst.Param)}
-        return out
 
     # ------------------------------------------------------------------ data flow
     def dependencies(self) -> dict[str, set[str]]:
@@ -529,6 +525,12 @@ def _blocks(stmt: cst.CSTNode) -> list[list[cst.CSTNode]]:
 
 def _base(node: cst.CSTNode) -> str:
     """The leftmost name of ``a.b[c].d`` (``""`` when it is not a name)."""
+    name = _base_name(node)
+    return name.value if name is not None else ""
+
+
+def _base_name(node: cst.CSTNode) -> cst.Name | None:
+    """The leftmost :class:`~libcst.Name` node of ``a.b[c].d``, if it is one."""
     while isinstance(node, (cst.Attribute, cst.Subscript)):
         node = node.value
-    return node.value if isinstance(node, cst.Name) else ""
+    return node if isinstance(node, cst.Name) else None

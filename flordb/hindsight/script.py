@@ -13,13 +13,17 @@ from typing import Any
 import libcst as cst
 from libcst.metadata import (
     CodeRange,
+    ComprehensionScope,
     ExpressionContext,
     ExpressionContextProvider,
+    FunctionScope,
     MetadataWrapper,
     PositionProvider,
     QualifiedName,
     QualifiedNameProvider,
     QualifiedNameSource,
+    Scope,
+    ScopeProvider,
 )
 
 from flordb.errors import ParseError
@@ -55,6 +59,20 @@ class Script:
     def qualified_names(self) -> Mapping[cst.CSTNode, Collection[QualifiedName]]:
         """What each name and attribute refers to (``flordb.log`` for ``flor.log``)."""
         return self.wrapper.resolve(QualifiedNameProvider)
+
+    @cached_property
+    def scopes(self) -> Mapping[cst.CSTNode, Scope | None]:
+        """The scope each node is in."""
+        return self.wrapper.resolve(ScopeProvider)
+
+    def bound_in_expression(self, name: cst.Name) -> bool:
+        """Whether ``name`` is a variable of a comprehension or a lambda it sits in (``i`` in
+        ``[f(i) for i in xs]``), not of the statement's scope."""
+        scope = self.scopes.get(name)
+        if isinstance(scope, ComprehensionScope) or (
+                isinstance(scope, FunctionScope) and isinstance(scope.node, cst.Lambda)):
+            return any(a.scope is scope for a in scope.assignments[name.value])
+        return False
 
     def line(self, node: cst.CSTNode) -> int:
         """1-based line where ``node`` starts."""

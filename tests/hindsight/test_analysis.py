@@ -169,3 +169,22 @@ def test_values_that_read_the_clock_are_known():
             flor.log("loss", loss)
     ''')
     assert A.analyze(source, (), "epoch", {"epoch": 1}).clocked == {"seconds", "stamp"}
+
+
+def test_a_comprehension_variable_is_its_own_not_the_statements():
+    """Scopes decide: ``i`` inside the comprehension is the comprehension's; the ``i`` read
+    after it, and the loop variable assigned around it, are the script's."""
+    source = textwrap.dedent('''
+        import flordb as flor
+
+        i = 0
+        for epoch in flor.loop("epoch", range(3)):
+            flor.log("x", sum([w * i for i in range(3)]) + i)
+            flor.log("y", (lambda k: k + b)(2))
+            for i in flor.loop("step", range(2)):
+                ys = [j for j in range(i)]
+    ''')
+    a = A.analyze(source, [6, 7], "epoch", DEPTHS)
+    assert a.sites[0].reads == {"w", "i"}  # the comprehension's own i is not the state read
+    assert a.sites[1].reads == {"b"}  # a lambda's parameter is its own
+    assert "i" in a.inner_changed  # the inner loop assigns i, though a comprehension binds j
