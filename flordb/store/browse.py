@@ -21,27 +21,6 @@ RUN_COLUMNS = ("run_id", "projid", "tstamp", "filename", "status", "started", "e
                "cwd", "snapshot", "git_head", "git_dirty", "host", "env_hash")
 
 
-def runs(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every run, oldest first: identity, status, duration, values, snapshot, args, and the
-    previous run of the same script that has a snapshot (for its code diff)."""
-    rows = conn.execute(
-        "SELECT run_id, tstamp, filename, status, started, ended, n_values, snapshot"
-        " FROM runs ORDER BY run_id").fetchall()
-    args = recorded_args(conn)
-    dead = dead_runs(conn)
-    last_of: dict[str, int] = {}
-    table = []
-    for run_id, tstamp, filename, status, started, ended, n, snapshot in rows:
-        table.append(dict(
-            run_id=run_id, tstamp=tstamp, filename=filename,
-            status="killed" if run_id in dead else status,
-            seconds=(ended or started) - started, n_values=n, snapshot=snapshot,
-            args=args.get(run_id, {}), previous=last_of.get(filename)))
-        if snapshot:
-            last_of[filename] = run_id
-    return table
-
-
 def run(conn: sqlite3.Connection, run_id: int, output_lines: int) -> dict[str, Any] | None:
     """One run: its row, environment, logged names (with counts per source), inputs and
     outputs, args and the last ``output_lines`` lines of its output; None if there is none."""

@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 from flordb.errors import FlorError
 from flordb.store import browse
 from flordb.store.frames import SUMMARIES
-from flordb.store.handle import Store
+from flordb.store.handle import Run, Store
 from flordb.values import is_missing
 
 #: Filter operators of the dataframe page.
@@ -85,25 +85,39 @@ def _ids_in_range() -> None:
 def runs() -> str:
     """Every run with its args, chosen metric columns (``?metrics=acc max, loss last``) and a
     search (``?q=lr > 0.01 and `acc max` >= 0.9``); sorting and selection in the browser."""
-    with _store() as store:
-        table = browse.runs(store.conn)
     metrics, q = _metric_columns(), request.args.get("q", "").strip()
     columns = [f"{n} {s}" for n, s in metrics]
     error, values = None, None
-    if metrics or q:
-        try:
-            with _store() as store:
+    with _store() as store:
+        table, args = store.runs(), store.args()
+        previous = _previous_snapshots(table)
+        if metrics or q:
+            try:
                 chosen = store.runs_table(q or None, metrics).set_index("run_id")
-            table = [r for r in table if r["run_id"] in chosen.index]
-            values = chosen[columns]
-        except FlorError as exc:
-            error = str(exc)
-    for r in table:
-        r["seconds"] = f"{r['seconds']:.1f}"
-        r["metrics"] = {} if values is None else {
-            c: _cell(values.at[r["run_id"], c]) for c in columns}
-    return render_template("runs.html", title="Runs", runs=table, columns=columns, q=q,
-                           metrics=request.args.get("metrics", ""), error=error)
+                table = [r for r in table if r.run_id in chosen.index]
+                values = chosen[columns]
+            except FlorError as exc:
+                error = str(exc)
+    extra = {r.run_id: {"args": args.get(r.run_id, {}), "previous": previous.get(r.run_id),
+                        "metrics": {} if values is None else {
+                            c: _cell(values.at[r.run_id, c]) for c in columns}}
+             for r in table}
+    return render_template("runs.html", title="Runs", runs=table, extra=extra,
+                           columns=columns, q=q, metrics=request.args.get("metrics", ""),
+                           error=error)
+
+
+def _previous_snapshots(runs: list[Run]) -> dict[int, int]:
+    """``run_id ->`` the previous run of the same script that has a code snapshot (what its
+    code diff is against)."""
+    last_of: dict[str, int] = {}
+    out: dict[int, int] = {}
+    for r in runs:
+        if r.filename in last_of:
+            out[r.run_id] = last_of[r.filename]
+        if r.snapshot:
+            last_of[r.filename] = r.run_id
+    return out
 
 
 @ui.get("/runs.csv")
