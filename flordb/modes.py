@@ -100,6 +100,7 @@ class RecordMode:
         self.capture: _capture.Capture | None = None  # what the run prints and logs
         self._provenance: threading.Thread | None = None
         self._provenance_error: BaseException | None = None
+        self._stopped = False  # recording stopped: what fails after that was said once
 
     @property
     def conn(self) -> Any:
@@ -176,7 +177,7 @@ class RecordMode:
             self._provenance = None
         n = self.writer.end(status)
         error, self._provenance_error = self._provenance_error, None
-        if error is not None:
+        if error is not None and not self._stopped:
             why = (str(error).strip().splitlines() or [""])[0]
             if isinstance(error, ImportError) and "git" in why.lower():
                 why = "git is not installed or not on PATH (" + why + ")"
@@ -193,7 +194,8 @@ class RecordMode:
                   file=sys.stderr)
 
     def on_store_fault(self, exc: BaseException) -> None:
-        """Recording stops; the script goes on."""
+        """Recording stops (said in one line); the script goes on."""
+        self._stopped = True
 
     def transaction(self, conn: Connection) -> AbstractContextManager[Any]:
         return write_transaction(conn)

@@ -12,42 +12,35 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from flordb.store.executions import recorded_args
-from flordb.store.writer import dead_runs
 
 if TYPE_CHECKING:
     import pandas
 
-RUN_COLUMNS = ("run_id", "projid", "tstamp", "filename", "status", "started", "ended", "argv",
-               "cwd", "snapshot", "git_head", "git_dirty", "host", "env_hash")
+    from flordb.store.handle import Run
 
-
-def run(conn: sqlite3.Connection, run_id: int, output_lines: int) -> dict[str, Any] | None:
-    """One run: its row, environment, logged names (with counts per source), inputs and
-    outputs, args and the last ``output_lines`` lines of its output; None if there is none."""
-    row = conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ?",
-                       (run_id,)).fetchone()
-    if row is None:
-        return None
-    info = dict(zip(RUN_COLUMNS, row))
-    if run_id in dead_runs(conn):
-        info["status"] = "killed"
+def run_details(conn: sqlite3.Connection, run: Run, output_lines: int) -> dict[str, Any]:
+    """What a run's page shows beside the run itself: its environment, logged names (with
+    counts per source), inputs and outputs, args and the last ``output_lines`` lines of its
+    output."""
+    run_id = run.run_id
     env = conn.execute("SELECT env FROM environments WHERE env_hash = ?",
-                       (info["env_hash"],)).fetchone()
-    info["environment"] = json.loads(env[0]) if env else {}
-    info["names"] = [dict(name=n, source=s, count=c) for n, s, c in conn.execute(
-        "SELECT name, source, SUM(n) FROM (SELECT name, source, n FROM series"
-        " WHERE run_id = ? UNION ALL SELECT name, source, 1 FROM records WHERE"
-        " run_id = ? AND kind = 'log') WHERE source IN ('record', 'replay')"
-        " GROUP BY name, source ORDER BY name", (run_id, run_id))]
-    info["io"] = [dict(direction=d, kind=k, ref=r, checksum=c) for d, k, r, c in conn.execute(
-        "SELECT direction, kind, ref, checksum FROM run_io WHERE run_id = ?"
-        " ORDER BY direction, kind, ref", (run_id,))]
-    info["args"] = recorded_args(conn, run_id).get(run_id, {})
-    info["output"] = [dict(stream=st, level=lv or "", logger=lg or "", text=tx)
-                      for st, lv, lg, tx in reversed(conn.execute(
-                          "SELECT stream, level, logger, text FROM run_output WHERE run_id = ?"
-                          " ORDER BY seq DESC LIMIT ?", (run_id, output_lines)).fetchall())]
-    return info
+                       (run.env_hash,)).fetchone()
+    return {
+        "environment": json.loads(env[0]) if env else {},
+        "names": [dict(name=n, source=s, count=c) for n, s, c in conn.execute(
+            "SELECT name, source, SUM(n) FROM (SELECT name, source, n FROM series"
+            " WHERE run_id = ? UNION ALL SELECT name, source, 1 FROM records WHERE"
+            " run_id = ? AND kind = 'log') WHERE source IN ('record', 'replay')"
+            " GROUP BY name, source ORDER BY name", (run_id, run_id))],
+        "io": [dict(direction=d, kind=k, ref=r, checksum=c) for d, k, r, c in conn.execute(
+            "SELECT direction, kind, ref, checksum FROM run_io WHERE run_id = ?"
+            " ORDER BY direction, kind, ref", (run_id,))],
+        "args": recorded_args(conn, run_id).get(run_id, {}),
+        "output": [dict(stream=st, level=lv or "", logger=lg or "", text=tx)
+                   for st, lv, lg, tx in reversed(conn.execute(
+                       "SELECT stream, level, logger, text FROM run_output WHERE run_id = ?"
+                       " ORDER BY seq DESC LIMIT ?", (run_id, output_lines)).fetchall())],
+    }
 
 
 def snapshots_up_to(conn: sqlite3.Connection, run_id: int) -> list[tuple[int, str, str | None]]:

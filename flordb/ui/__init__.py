@@ -141,22 +141,23 @@ def compare() -> str:
     if not 2 <= len(ids) <= MAX_COMPARED:
         abort(400, f"choose 2 to {MAX_COMPARED} runs to compare (run=ID&run=ID...)")
     with _store() as store:
-        infos = [browse.run(store.conn, i, 0) for i in ids]
-        if any(info is None for info in infos):
+        chosen = store.runs(ids)
+        if len(chosen) != len(set(ids)):
             abort(404, "no such run")
+        by_id = {r.run_id: r for r in chosen}
+        chosen = [by_id[i] for i in ids]
+        details = [browse.run_details(store.conn, r, 0) for r in chosen]
         last = browse.last_values(store.conn, ids)
-    chosen = [info for info in infos if info is not None]
-    for info in chosen:
-        info["argv_text"] = " ".join(json.loads(info["argv"]))
-    names = sorted({k for info in chosen for k in info["args"]})
-    args = [(n, [_cell(info["args"].get(n)) for info in chosen]) for n in names]
+    names = sorted({k for d in details for k in d["args"]})
+    args = [(n, [_cell(d["args"].get(n)) for d in details]) for n in names]
     metrics = [(n, [_cell(last.get((i, n))) for i in ids])
                for n in sorted({n for _, n in last})]
     env_keys = ("python", "platform")
-    env = [(k, [str(info["environment"].get(k, "")) for info in chosen]) for k in env_keys]
-    env.append(("environment hash", [str(info["env_hash"] or "")[:12] for info in chosen]))
+    env = [(k, [str(d["environment"].get(k, "")) for d in details]) for k in env_keys]
+    env.append(("environment hash", [(r.env_hash or "")[:12] for r in chosen]))
     return render_template("compare.html", title="Compare runs", runs=chosen, args=args,
-                           metrics=metrics, env=env)
+                           metrics=metrics, env=env,
+                           commands={r.run_id: " ".join(r.argv) for r in chosen})
 
 
 def _metric_columns() -> list[tuple[str, str]]:
@@ -182,22 +183,23 @@ def _cell(value: Any) -> str:
 @ui.get("/runs/<int:run_id>")
 def run(run_id: int) -> str:
     with _store() as store:
-        info = browse.run(store.conn, run_id, OUTPUT_LINES)
-    if info is None:
-        abort(404, f"no run {run_id}")
+        found = store.runs([run_id])
+        if not found:
+            abort(404, f"no run {run_id}")
+        r = found[0]
+        info = browse.run_details(store.conn, r, OUTPUT_LINES)
     environment = info["environment"]
     details = [
-        ("started", info["tstamp"]), ("script", info["filename"]),
-        ("seconds", f"{(info['ended'] or info['started']) - info['started']:.2f}"),
-        ("argv", " ".join(json.loads(info["argv"]))), ("working directory", info["cwd"]),
+        ("started", r.tstamp), ("script", r.filename), ("seconds", f"{r.seconds:.2f}"),
+        ("argv", " ".join(r.argv)), ("working directory", r.cwd),
         ("args", ", ".join(f"{k}={v}" for k, v in info["args"].items())),
-        ("code snapshot", info["snapshot"] or "none"),
-        ("git HEAD", f"{info['git_head'] or ''}{' (dirty)' if info['git_dirty'] else ''}"),
-        ("host", info["host"]), ("python", environment.get("python", "")),
+        ("code snapshot", r.snapshot or "none"),
+        ("git HEAD", f"{r.git_head or ''}{' (dirty)' if r.git_dirty else ''}"),
+        ("host", r.host), ("identity", r.uid), ("python", environment.get("python", "")),
         ("platform", environment.get("platform", "")),
         ("accelerators", json.dumps(environment.get("accelerators", {}))),
     ]
-    return render_template("run.html", title=f"Run {run_id}", run=info, details=details,
+    return render_template("run.html", title=f"Run {run_id}", run=r, details=details,
                            names=info["names"], ios=info["io"], output=info["output"],
                            output_lines=OUTPUT_LINES)
 

@@ -8,7 +8,8 @@
   const KEY = "flordb:chosen-runs:" + choices.project;
   // Runs are named by id everywhere (a list kept from before ids named them is dropped).
   const kept = (JSON.parse(sessionStorage.getItem(KEY) || "null") || []).filter(Number.isInteger);
-  let chosen = new Set(kept.length ? kept : choices.runs.map((r) => r.run_id));
+  const asked = new URLSearchParams(location.search).getAll("run").map(Number).filter(Number.isInteger);
+  let chosen = new Set(asked.length ? asked : kept.length ? kept : choices.runs.map((r) => r.run_id));
   let data = null, plot = null, latest = 0;
   const WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5,
                  1e6, 2e6, 5e6, 1e7];
