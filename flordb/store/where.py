@@ -4,6 +4,7 @@ search: comparisons of columns with values, joined by ``and``/``or``/``not``.
     lr > 0.01 and epochs >= 5
     optimizer == "adam" or (note != "" and not done)
     seed in [1, 2, 3] and `acc max` >= 0.9
+    "alert" in note                          (a text in a column: a substring of its values)
 
 A name is a column (back-quote names that are not identifiers); values are numbers, strings,
 ``True``/``False``/``None`` and lists of them. The expression is parsed with :mod:`ast` and
@@ -85,10 +86,14 @@ class _Evaluator:
         import pandas as pd
 
         if isinstance(op, (ast.In, ast.NotIn)):
-            if not isinstance(left, pd.Series) or not isinstance(right, list):
-                raise self.fail("'in' takes a column and a list")
-            hit = left.isin(right).astype("boolean")
-            hit[left.isna()] = pd.NA
+            if isinstance(left, str) and isinstance(right, pd.Series):  # a substring
+                hit = right.map(lambda v: left in v if isinstance(v, str) else pd.NA)
+                hit = hit.astype("boolean")
+            elif isinstance(left, pd.Series) and isinstance(right, list):
+                hit = left.isin(right).astype("boolean")
+                hit[left.isna()] = pd.NA
+            else:
+                raise self.fail("'in' takes a column and a list, or a text and a column")
             return hit if isinstance(op, ast.In) else ~hit
         fn = _COMPARE.get(type(op))
         if fn is None:

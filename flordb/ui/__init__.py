@@ -26,7 +26,6 @@ from flordb.store.handle import Run, Store
 from flordb.values import is_missing
 
 #: Filter operators of the dataframe page.
-OPS = ("==", "!=", ">", ">=", "<", "<=", "contains")
 MAX_ROWS = 500
 MAX_DIFF_BYTES = 200_000
 
@@ -378,26 +377,27 @@ def chart() -> Response:
 
 @ui.get("/dataframe")
 def table() -> str:
+    from flordb.store.where import select
+
     names = [n.strip() for n in request.args.get("names", "").split(",") if n.strip()]
-    col, op, value = (request.args.get(k, "") for k in ("col", "op", "value"))
-    if op and op not in OPS:
-        abort(400, f"op must be one of {' '.join(OPS)}")
+    q = request.args.get("q", "").strip()
     frame = None
     if names or request.args:
         with _store() as store:
             frame = store.frame(names, run_ids=False)
     html, total, shown, error = "", 0, None, None
     if frame is not None:
-        if col:
-            if col not in frame.columns:
-                abort(400, f"no column {col!r}")
-            frame = frame[_mask(frame[col], op or "==", value)]
+        if q:
+            try:
+                frame = select(frame, q)  # the runs search's grammar: one filter language
+            except FlorError as exc:
+                abort(400, str(exc))
         total, shown = len(frame), min(len(frame), MAX_ROWS)
         html = frame.head(MAX_ROWS).to_html(index=False, escape=True, na_rep="",
                                             classes="frame", border=0)
     columns = list(frame.columns) if frame is not None else []
     return render_template("table.html", title="Dataframe", names=names, columns=columns,
-                           col=col, op=op or "==", ops=OPS, value=value, html=html,
+                           q=q, html=html,
                            total=total, shown=shown, error=error)
 
 
@@ -454,19 +454,6 @@ def _metric_choices(root: Path) -> tuple[list[str], dict[str, list[str]],
         args = store.arguments()
     labels = run_labels(args, [t for _, t in runs])
     return names, loops, [(r, t, f"{labels[t]} · {t[:19]}") for r, t in runs]
-
-
-def _mask(column, op: str, value: str):
-    import pandas as pd
-
-    if op == "contains":
-        return column.astype(str).str.contains(value, regex=False, na=False)
-    numeric = pd.to_numeric(pd.Series([value]), errors="coerce")[0]
-    target: Any = numeric if pd.notna(numeric) and pd.api.types.is_numeric_dtype(column) \
-        else value
-    left = column if target is not value else column.astype(str)
-    return {"==": left == target, "!=": left != target, ">": left > target,
-            ">=": left >= target, "<": left < target, "<=": left <= target}[op].fillna(False)
 
 
 def _html(frame) -> str:

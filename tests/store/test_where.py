@@ -43,3 +43,13 @@ def test_anything_else_is_refused_by_name(where, why):
         except WhereError as exc:
             assert why in str(exc), str(exc)
             raise
+
+
+def test_a_text_in_a_column_is_a_substring_match():
+    import pandas as pd
+
+    from flordb.store.where import select
+
+    frame = pd.DataFrame({"note": ["an alert", "calm", None, 3]})
+    assert select(frame, "'alert' in note")["note"].tolist() == ["an alert"]
+    assert select(frame, "'alert' not in note")["note"].tolist() == ["calm"]  # missing: no

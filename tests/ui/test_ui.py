@@ -87,8 +87,9 @@ def test_every_page_renders_and_escapes_user_strings(client):
 def test_bad_requests_get_4xx_and_never_a_traceback(client):
     for url, code in (("/runs/999", 404), ("/runs/1/diff", 404), ("/chart.png", 400),
                       ("/chart.png?name=loss&x=nope", 400),
-                      ("/dataframe?names=acc&op=;drop", 400),
-                      ("/dataframe?names=acc&col=nope&value=1", 400), ("/nope", 404)):
+                      ("/dataframe?names=acc&q=;drop", 400),
+                      ("/dataframe?names=acc&q=nope == 1", 400),
+                      ("/dataframe?names=acc&q=__import__('os')", 400), ("/nope", 404)):
         page = client.get(url)
         assert page.status_code == code, (url, page.status_code)
         assert "Traceback" not in page.text and page.mimetype == "text/plain"
@@ -117,12 +118,14 @@ def test_the_view_never_writes_the_store(client, project):
     assert db.read_bytes() == before
 
 
-def test_dataframe_filter_is_structured(client):
-    page = client.get("/dataframe?names=acc&col=epoch&op=>=&value=4").text
+def test_dataframe_filter_is_the_runs_search_grammar(client):
+    page = client.get("/dataframe", query_string={"names": "acc", "q": "epoch >= 4"}).text
     assert "3 rows" in page
-    page = client.get("/dataframe?names=acc,note&col=note&op=contains&value=alert").text
+    page = client.get("/dataframe", query_string={"names": "acc,note",
+                                                  "q": "'alert' in note"}).text
     assert "12 rows" in page  # the top-level note is spread over the 3 x 4 epoch rows
-    page = client.get("/dataframe?names=acc,note&col=note&op=contains&value=nothing").text
+    page = client.get("/dataframe", query_string={"names": "acc,note",
+                                                  "q": "'nothing' in note and epoch > 0"}).text
     assert "0 rows" in page
 
 
