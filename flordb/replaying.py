@@ -71,9 +71,9 @@ class ReplayMode:
         self.loops: dict[tuple[int, int, str], list[int]] = defaultdict(list)
         self.top_of: dict[int, tuple[int, int]] = {}  # loop_id -> (depth-1 ancestor, its iter)
         parents: dict[int, tuple[int, int]] = {}
-        for loop_id, parent, parent_iter, name in replays.loop_instances(conn, d.run_id):
-            self.loops[(parent, parent_iter, name)].append(loop_id)
-            parents[loop_id] = (parent, parent_iter)
+        for loop in self.store.loops(d.run_id):
+            self.loops[(loop.parent_id, loop.parent_iter, loop.name)].append(loop.loop_id)
+            parents[loop.loop_id] = (loop.parent_id, loop.parent_iter)
         for loop_id in parents:
             node, it = loop_id, 0
             while parents[node][0] != 0:

@@ -49,26 +49,6 @@ def snapshots_up_to(conn: sqlite3.Connection, run_id: int) -> list[tuple[int, st
                         " ORDER BY run_id", (run_id,)).fetchall()
 
 
-def replays(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every replay, newest first, with its units and its fidelity checks."""
-    out = []
-    for replay_id, names, where in conn.execute(
-            "SELECT replay_id, names, where_expr FROM replays ORDER BY replay_id DESC"
-            ).fetchall():
-        units = [dict(unit_id=u, run_id=r, start=a, stop=b, status=s, seconds=t, error=e)
-                 for u, r, a, b, s, t, e in conn.execute(
-                     "SELECT unit_id, run_id, start, stop, status, seconds, error FROM"
-                     " replay_units WHERE replay_id = ? ORDER BY unit_id", (replay_id,))]
-        checks = [dict(run_id=r, name=n, compared=c, differing=d, max_abs_diff=m, example=e)
-                  for r, n, c, d, m, e in conn.execute(
-                      "SELECT run_id, name, compared, differing, max_abs_diff, example"
-                      " FROM replay_checks WHERE replay_id = ? ORDER BY run_id, name",
-                      (replay_id,))]
-        out.append(dict(replay_id=replay_id, names=json.loads(names), where_expr=where,
-                        units=units, checks=checks))
-    return out
-
-
 def datasets(conn: sqlite3.Connection) -> tuple[pandas.DataFrame, pandas.DataFrame]:
     """Datasets with their working-set sizes, and every released version."""
     import pandas as pd

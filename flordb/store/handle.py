@@ -61,6 +61,55 @@ class Run:
         return (self.ended or self.started) - self.started
 
 
+@dataclass(frozen=True)
+class LoopInstance:
+    """One entry into a ``flor.loop`` of a run (``loop_id`` sequential per run)."""
+
+    run_id: int
+    loop_id: int
+    parent_id: int  # 0: the run's top level
+    parent_iter: int
+    name: str
+    depth: int
+    iterations: int | None
+
+
+@dataclass(frozen=True)
+class ReplayUnit:
+    """One work unit of a replay: a run's iterations ``start..stop-1``."""
+
+    unit_id: int
+    run_id: int
+    start: int
+    stop: int
+    status: str
+    seconds: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ReplayCheck:
+    """A recorded name re-executed by a replay, compared with the recording, in one run."""
+
+    run_id: int
+    name: str
+    compared: int
+    differing: int
+    max_abs_diff: float | None
+    example: str | None
+
+
+@dataclass(frozen=True)
+class Replay:
+    """One ``flordb replay``: what it back-filled, its units and its checks."""
+
+    replay_id: int
+    names: tuple[str, ...]
+    where_expr: str | None
+    units: tuple[ReplayUnit, ...]
+    checks: tuple[ReplayCheck, ...]
+
+
 _RUN_COLUMNS = ("run_id", "uid", "projid", "tstamp", "filename", "status", "argv", "cwd",
                 "started", "ended", "host", "git_head", "git_dirty", "snapshot", "env_hash",
                 "parent_run", "n_values")
@@ -119,6 +168,27 @@ class Store:
         """The run whose global identity is ``uid``, if this store has it."""
         row = self.conn.execute("SELECT run_id FROM runs WHERE uid = ?", (uid,)).fetchone()
         return None if row is None else self.run(row[0])
+
+    def loops(self, run_id: int) -> list[LoopInstance]:
+        """The loop instances of a run, in the order they were entered."""
+        return [LoopInstance(*row) for row in self.conn.execute(
+            "SELECT run_id, loop_id, parent_id, parent_iter, name, depth, iterations FROM loops"
+            " WHERE run_id = ? ORDER BY loop_id", (run_id,))]
+
+    def replays(self) -> list[Replay]:
+        """Every replay, newest first, with its units and its checks against the recording."""
+        out = []
+        for replay_id, names, where in self.conn.execute(
+                "SELECT replay_id, names, where_expr FROM replays ORDER BY replay_id DESC"
+                ).fetchall():
+            units = tuple(ReplayUnit(*row) for row in self.conn.execute(
+                "SELECT unit_id, run_id, start, stop, status, seconds, error FROM replay_units"
+                " WHERE replay_id = ? ORDER BY unit_id", (replay_id,)))
+            checks = tuple(ReplayCheck(*row) for row in self.conn.execute(
+                "SELECT run_id, name, compared, differing, max_abs_diff, example"
+                " FROM replay_checks WHERE replay_id = ? ORDER BY run_id, name", (replay_id,)))
+            out.append(Replay(replay_id, tuple(json.loads(names)), where, units, checks))
+        return out
 
     def names(self) -> set[str]:
         """Every name any run logged or took as an arg."""

@@ -147,13 +147,6 @@ def begin_replay(conn: sqlite3.Connection, names: list[str], where: str | None) 
     return inserted_id(cur)
 
 
-def loop_instances(conn: sqlite3.Connection, run_id: int) -> list[tuple[int, int, int, str]]:
-    """``(loop_id, parent_id, parent_iter, name)`` of every loop instance of a recorded run,
-    in the order they were entered."""
-    return conn.execute("SELECT loop_id, parent_id, parent_iter, name FROM loops"
-                        " WHERE run_id = ? ORDER BY loop_id", (run_id,)).fetchall()
-
-
 def add_units(conn: sqlite3.Connection, replay_id: int, directives: list[Directive]) -> None:
     """Insert one ``planned`` unit per directive, setting each directive's ``unit_id``."""
     with write_transaction(conn):

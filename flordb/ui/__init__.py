@@ -404,11 +404,7 @@ def table() -> str:
 @ui.get("/replays")
 def replays() -> str:
     with _store() as store:
-        out = browse.replays(store.conn)
-    for r in out:
-        r["names"] = ", ".join(r["names"])
-        for u in r["units"]:
-            u["seconds"] = "" if u["seconds"] is None else f"{u['seconds']:.1f}"
+        out = store.replays()
     return render_template("replays.html", title="Replays", replays=out)
 
 

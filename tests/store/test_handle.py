@@ -39,6 +39,9 @@ def test_runs_are_entities_with_a_global_identity(repo):
         assert store.args([first.run_id, second.run_id]) == {first.run_id: {"lr": 0.1},
                                                             second.run_id: {"lr": 0.5}}
         assert store.runs([second.run_id]) == [second]
+        assert [(lp.loop_id, lp.parent_id, lp.name, lp.depth, lp.iterations)
+                for lp in store.loops(first.run_id)] == [(1, 0, "epoch", 1, 2)]
+        assert store.replays() == []
         with pytest.raises(StoreError, match="no run 99"):
             store.run(99)
         with pytest.raises(dataclasses.FrozenInstanceError):
