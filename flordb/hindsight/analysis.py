@@ -140,7 +140,7 @@ class _Script:
         self.aliases = set(self.script.flordb_imports)  # the module, and functions by name
         self.imported: set[str] = set()
         self.functions: dict[str, cst.FunctionDef] = {}
-        for node in walk(self.module):
+        for node in self.script.nodes:
             if isinstance(node, (cst.Import, cst.ImportFrom)) \
                     and not isinstance(node.names, cst.ImportStar):
                 for alias in node.names:

@@ -140,6 +140,7 @@ class _Parsed:
 def _parse(source: str, what: str) -> _Parsed:
     script = Script(source, what)
     tree = to_tree(script.module)
+    script.nodes = [t.origin for t in tree.preorder()]  # the walk to_tree has done already
     return _Parsed(script, tree, {id(t.origin): t for t in tree.preorder()})
 
 

@@ -46,6 +46,12 @@ class Script:
 
     # ------------------------------------------------------------------ metadata
     @cached_property
+    def nodes(self) -> list[cst.CSTNode]:
+        """Every node, pre-order (one walk: libcst computes a node's children on each ask;
+        a caller that has walked the module already may set this)."""
+        return list(walk(self.module))
+
+    @cached_property
     def positions(self) -> Mapping[cst.CSTNode, CodeRange]:
         """Where each node starts and ends."""
         return self.wrapper.resolve(PositionProvider)
@@ -84,12 +90,20 @@ class Script:
 
     # ------------------------------------------------------------------ flordb
     def flor_function(self, node: cst.CSTNode) -> str | None:
-        """The flordb function ``node`` calls (``"log"``, ``"loop"``, ...), or None."""
+        """The flordb function ``node`` calls (``"log"``, ``"loop"``, ...), or None.
+
+        By the names the script's imports bind to flordb; where the script also binds one of
+        those names otherwise (a parameter, an assignment), by what the name refers to at the
+        call (LibCST's qualified names: exact, and costly on a large file, so only then).
+        """
         if not isinstance(node, cst.Call):
             return None
+        found = self._by_import_names(node.func)
+        if found is None or not self._shadowed:
+            return found
         names: Any = self.qualified_names.get(node.func)
         if names is None:  # a node made after the parse (a renamed copy): by import names
-            return self._by_import_names(node.func)
+            return found
         if callable(names):  # the provider computes each node's names on demand (LazyValue)
             names = names()
         for qn in names:
@@ -98,6 +112,12 @@ class Script:
                 if root in FLORDB_MODULES and rest:
                     return rest.rsplit(".", 1)[-1]
         return None
+
+    @cached_property
+    def _shadowed(self) -> bool:
+        """Whether the script binds a name its flordb imports bind, other than by them."""
+        wanted = set(self.flordb_imports)
+        return bool(wanted) and any(bound & wanted for bound in map(_binds, self.nodes))
 
     def _by_import_names(self, func: cst.BaseExpression) -> str | None:
         full = dotted(func)
@@ -113,7 +133,7 @@ class Script:
         """Each name the script's imports bind to flordb or something in it -> what it names
         (``{"flor": "flordb", "record": "flordb.log", "Flor": "flor.Flor"}``)."""
         out: dict[str, str] = {}
-        for node in walk(self.module):
+        for node in self.nodes:
             if isinstance(node, cst.Import):
                 for alias in node.names:
                     name = dotted(alias.name)
@@ -141,3 +161,30 @@ class Script:
         return {n for n, q in self.flordb_imports.items()
                 if q.split(".")[0] in FLORDB_MODULES and q.split(".")[1:] == ["log"]}
 
+
+
+def _binds(node: cst.CSTNode) -> set[str]:
+    """The names ``node`` itself binds, other than by importing flordb."""
+    target: cst.CSTNode | None = None
+    if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Param)):
+        return {node.name.value}
+    if isinstance(node, (cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For, cst.CompFor,
+                         cst.NamedExpr)):
+        target = node.target
+    elif isinstance(node, cst.WithItem) and node.asname is not None:
+        target = node.asname.name
+    elif isinstance(node, cst.ExceptHandler) and node.name is not None:
+        target = node.name.name
+    elif isinstance(node, cst.Import) or (isinstance(node, cst.ImportFrom)
+                                          and not isinstance(node.names, cst.ImportStar)):
+        module = dotted(node.module) if isinstance(node, cst.ImportFrom) else None
+        out = set()
+        for alias in node.names:  # type: ignore[union-attr]  # ImportStar excluded above
+            if (module or dotted(alias.name)).split(".")[0] in FLORDB_MODULES:
+                continue
+            out.add(dotted(alias.asname.name) if alias.asname else
+                    dotted(alias.name).split(".")[0])
+        return out
+    if target is None:
+        return set()
+    return {n.value for n in walk(target) if isinstance(n, cst.Name)}
