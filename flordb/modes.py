@@ -219,6 +219,8 @@ def record_loop(host: RunHost, name: str, iterable: Iterable[Any]
     n = 0
     values = fr.values
     try:
+        # Two copies of the loop: only an outermost iteration ends at a boundary, and the
+        # test for it stays out of the inner loops' hot path.
         if fr.depth == 1:
             for x in iterable:
                 fr.i = n
