@@ -143,8 +143,9 @@ class Runtime:
         # A forked child (e.g. a data-loader worker) must not write its parent's buffers
         # again; it starts with no run, and a run of its own if it logs. SQLite connections
         # must not be used across fork, so the inherited one is kept open, unused.
-        self._inherited.append(self.mode)
+        self._inherited.append((self.mode, self.checkpoints.checkpointer))
         self.mode = None
+        self.checkpoints.end_run()  # the parent's checkpointer (its connection, its thread)
         self._reset_run()
         self.enrolled.clear()
 

@@ -291,3 +291,47 @@ def test_sigkill_during_background_writes_never_leaves_a_trusted_broken_checkpoi
         path.write_bytes(path.read_bytes()[:-10])
         ck = checkpoint.load(root, connect_reader(root), run_id, loop_id, iters[-1])
         assert ck is not None and ck.iteration == iters[-2]
+
+
+FORKS = """
+import os, sys
+import numpy as np
+import flordb as flor
+
+w = np.zeros(4)
+with flor.checkpointing(w=w):
+    for epoch in flor.loop("epoch", range(2)):
+        w += 1
+pid = os.fork()
+if pid == 0:  # a worker forked after checkpoints were taken: its run and checkpoints are its own
+    v = np.ones(3)
+    with flor.checkpointing(v=v):
+        for step in flor.loop("step", range(2)):
+            v += 1
+            flor.log("child", float(v.sum()))
+    flor.commit()
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print("child exit", os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_child_checkpoints_into_a_run_of_its_own(repo):
+    proc = run_script(repo, FORKS, env={"FLORDB_EPSILON": "1e9"}, timeout=60)
+    assert "child exit 0" in proc.stdout, proc.stderr
+    conn = connect_reader(repo)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        owners = dict(conn.execute("SELECT name, COUNT(DISTINCT run_id) FROM checkpoints"
+                                   " WHERE name IN ('w', 'v') GROUP BY name"))
+        child_run = conn.execute("SELECT DISTINCT run_id FROM series WHERE name = 'child'"
+                                 ).fetchall()
+        v_runs = conn.execute("SELECT DISTINCT run_id FROM checkpoints WHERE name = 'v'"
+                              ).fetchall()
+        counted = conn.execute("SELECT checkpoints FROM loop_timing WHERE name = 'step'"
+                               ).fetchall()
+    finally:
+        conn.close()
+    assert owners == {"w": 1, "v": 1}
+    assert v_runs == child_run  # the child's checkpoints belong to the child's run
+    assert counted == [(2,)]  # counted by a checkpointer of the child's own, not the parent's
