@@ -150,7 +150,9 @@ class Store:
     # ------------------------------------------------------------------ runs
     def runs(self, run_ids: Iterable[int] | None = None) -> list[Run]:
         """The runs (all, or those of ``run_ids``), oldest first."""
-        ids = () if run_ids is None else tuple(int(i) for i in run_ids)
+        # An id SQLite cannot hold names no run (and must not overflow the query).
+        ids = () if run_ids is None else tuple(i for i in map(int, run_ids)
+                                                if -2**63 <= i < 2**63)
         where = "" if run_ids is None else f" WHERE run_id IN ({','.join('?' * len(ids))})"
         rows = self.conn.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs{where}"
                                  " ORDER BY run_id", ids).fetchall()

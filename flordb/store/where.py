@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
             ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
 _QUOTED = re.compile(r"`([^`]*)`")
+#: The longest expression taken (one comes from a browser: the work it causes is bounded).
+MAX_LENGTH = 4000
 
 
 def select(frame: pd.DataFrame, where: str) -> pd.DataFrame:
@@ -38,11 +40,15 @@ def select(frame: pd.DataFrame, where: str) -> pd.DataFrame:
         return key
 
     evaluator = _Evaluator(frame, quoted, where)
+    if len(where) > MAX_LENGTH:
+        raise evaluator.fail(f"longer than {MAX_LENGTH} characters")
     try:
         tree = ast.parse(_QUOTED.sub(name_of, where.strip()), mode="eval")
+        mask = evaluator.truth(tree.body)  # missing where a value it compares is missing
     except SyntaxError as exc:
         raise evaluator.fail(f"not an expression ({exc.msg})") from None
-    mask = evaluator.truth(tree.body)  # missing where a value it compares is missing
+    except (RecursionError, MemoryError):
+        raise evaluator.fail("nested too deeply") from None
     return frame[mask.fillna(False).astype(bool)]
 
 

@@ -126,8 +126,10 @@ def runs_csv() -> Response:
         with _store() as store:
             frame = store.runs_table(request.args.get("q", "").strip() or None,
                                      _metric_columns())
+            status = {r.run_id: r.status for r in store.runs()}
     except FlorError as exc:
         abort(400, str(exc))
+    frame.insert(3, "status", frame["run_id"].map(status))  # as the table shows it
     return Response(frame.to_csv(index=False), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{_root().name}-runs.csv"'})
 
@@ -137,6 +139,8 @@ def compare() -> str:
     """Chosen runs side by side: args (differences marked), last value of each numeric name,
     environment, and links to their code diffs."""
     ids = request.args.getlist("run", type=int)
+    if not all(0 < i < 2**63 for i in ids):
+        abort(404, "no such run")
     if not 2 <= len(ids) <= MAX_COMPARED:
         abort(400, f"choose 2 to {MAX_COMPARED} runs to compare (run=ID&run=ID...)")
     with _store() as store:
@@ -156,7 +160,15 @@ def compare() -> str:
     env.append(("environment hash", [(r.env_hash or "")[:12] for r in chosen]))
     return render_template("compare.html", title="Compare runs", runs=chosen, args=args,
                            metrics=metrics, env=env,
-                           commands={r.run_id: " ".join(r.argv) for r in chosen})
+                           commands={r.run_id: _command(r, d["environment"])
+                                     for r, d in zip(chosen, details)})
+
+
+def _command(run: Run, environment: dict[str, Any]) -> str:
+    """The shell command that runs ``run`` again: its interpreter, then its argv, quoted."""
+    import shlex
+
+    return shlex.join([str(environment.get("executable") or "python"), *run.argv])
 
 
 def _metric_columns() -> list[tuple[str, str]]:
@@ -169,7 +181,14 @@ def _metric_columns() -> list[tuple[str, str]]:
         name, summary = (" ".join(words[:-1]), words[-1]) if len(words) > 1 \
             and words[-1] in SUMMARIES else (" ".join(words), "last")
         out.append((name, summary))
+    out = list(dict.fromkeys(out))  # a column asked for twice is one column
+    if len(out) > MAX_METRIC_COLUMNS:
+        abort(400, f"at most {MAX_METRIC_COLUMNS} metric columns")
     return out
+
+
+#: Most metric columns one runs page computes.
+MAX_METRIC_COLUMNS = 20
 
 
 def _cell(value: Any) -> str:
@@ -207,6 +226,8 @@ def run(run_id: int) -> str:
 def diff(run_id: int) -> str:
     """The code of a run against the previous run of its script (or ``?against=ID``)."""
     against = request.args.get("against", type=int)
+    if against is not None and not 0 < against < 2**63:
+        abort(404, f"no run {against}")
     with _store() as store:
         rows = browse.snapshots_up_to(store.conn, max(run_id, against or 0))
     this = next((r for r in rows if r[0] == run_id), None)
@@ -256,6 +277,8 @@ def series_json() -> Response:
     if not isinstance(body, dict) or not isinstance(body.get("name"), str):
         abort(400, "a JSON body with the name to chart is required")
     name, x, group = body["name"], body.get("x") or None, body.get("group") or None
+    if not all(v is None or isinstance(v, str) for v in (x, group)):
+        abort(400, "x and group must each be a loop or arg name (a string)")
     runs = body.get("runs")
     buckets = body.get("buckets", 1000)
     if not isinstance(buckets, int) or not 10 <= buckets <= MAX_BUCKETS:
@@ -315,6 +338,8 @@ def scatter_json() -> Response:
     if not isinstance(body, dict) or not all(isinstance(body.get(k), str)
                                              for k in ("x", "name", "summary")):
         abort(400, "a JSON body with x (an arg), name and summary is required")
+    if not isinstance(body.get("q") or "", str):
+        abort(400, "q must be a search (a string)")
     column = f"{body['name']} {body['summary']}"
     try:
         with _store() as store:

@@ -249,3 +249,40 @@ def test_compare_shows_differences_and_links_the_code_diff(client):
     assert diff.status_code == 200 and "range(2)" in diff.text
     assert client.get("/compare?run=1").status_code == 400
     assert client.get("/compare?run=1&run=999").status_code == 404
+
+
+def test_what_broke_at_scale_is_mended(client):
+    """The CSV has the table's status; a metric column asked twice is one column; the
+    compare page's command is shell-quoted behind the interpreter that ran the run."""
+    import csv
+    import html
+    import io
+    import shlex
+    import sys
+
+    rows = list(csv.DictReader(io.StringIO(client.get("/runs.csv").text)))
+    assert [r["status"] for r in rows] == ["completed"] * 3
+    page = client.get("/?metrics=acc, acc last").text
+    assert page.count(">acc last</th>") == 1 and "dtype:" not in page
+    assert client.get("/?metrics=" + ",".join(f"m{i}" for i in range(21))).status_code == 400
+    page = client.get("/compare?run=1&run=3").text
+    command = html.unescape(page.split("<code>", 1)[1].split("</code>", 1)[0]) \
+        if "<code>" in page else ""
+    assert command.startswith(shlex.quote(sys.executable) + " "), command
+
+
+def test_odd_requests_are_4xx_never_500(client):
+    huge = str(2**70)
+    for method, url, body, code in (
+            ("get", f"/compare?run=1&run={huge}", None, 404),
+            ("get", f"/runs/3/diff?against={huge}", None, 404),
+            ("get", f"/runs/{huge}", None, 404),
+            ("post", "/api/series", {"name": "acc", "x": ["epoch"]}, 400),
+            ("post", "/api/series", {"name": "acc", "group": ["lr"]}, 400),
+            ("post", "/api/scatter", {"x": "lr", "name": "acc", "summary": "max", "q": 3}, 400),
+            ("get", "/?q=" + "(" * 400 + "lr > 0" + ")" * 400, None, 200),
+            ("get", "/runs.csv?q=" + "not " * 5000 + "lr > 0", None, 400)):
+        answer = client.get(url) if method == "get" else client.post(url, json=body)
+        assert answer.status_code == code, (url, body, answer.status_code, answer.text[:200])
+    page = client.get("/?q=" + "(" * 400 + "lr > 0" + ")" * 400).text
+    assert "nested too deeply" in page or "not an expression" in page
