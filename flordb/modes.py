@@ -170,8 +170,7 @@ class RecordMode:
             self.capture.stop()  # its last lines go with the final flush
 
     def end(self, status: Status) -> int:
-        if self.capture is not None:
-            self.capture = None
+        self.capture = None  # stopped by ending(); its last lines went with the final flush
         if self._provenance is not None:
             self._provenance.join()
             self._provenance = None

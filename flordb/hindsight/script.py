@@ -1,8 +1,9 @@
 """One model of a script, shared by propagation and the replay analysis: one parse, one LibCST
-:class:`~libcst.metadata.MetadataWrapper`, and flordb's calls recognised once, through
-LibCST's qualified names (so ``import flordb as flor``, ``import flor``, ``from flordb import
-log as record`` and FlorDB 2's ``from flor import Flor`` are all seen, and a local variable
-that happens to be called ``flor`` is not)."""
+:class:`~libcst.metadata.MetadataWrapper`, and flordb's calls recognised once: by the names
+the imports bind (``import flordb as flor``, ``import flor``, ``from flordb import log as
+record``, FlorDB 2's ``from flor import Flor``), and, where the script rebinds such a name,
+through LibCST's qualified names (a parameter that happens to be called ``flor`` is not
+flordb). Scopes tell a comprehension's or lambda's own variables from the script's."""
 
 from __future__ import annotations
 

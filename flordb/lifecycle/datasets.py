@@ -413,7 +413,7 @@ def _release(conn: Connection, run_id: int, ds: Dataset, label: str | None,
     uid = uid or new_uid()
     try:
         version_id = sql.release(conn, ds.dataset_id, label, digest, manifest, run_id,
-                                 description, parent_version, split_spec, released, uid)
+                                 description, parent_version, split_spec, released, uid=uid)
     except DatabaseIntegrityError:
         raise IntegrityError(f"{ds.name}@{label}: this project already has another version "
                              f"with the identity {uid}") from None

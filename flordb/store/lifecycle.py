@@ -107,17 +107,16 @@ def versions_frame(conn: sqlite3.Connection, dataset_id: int) -> pandas.DataFram
 def release(conn: sqlite3.Connection, dataset_id: int, label: str, content_hash: str,
             manifest: list[tuple[str, str, str | None]], run_id: int,
             description: str, parent_version: int | None = None,
-            split_spec: str | None = None, released: float | None = None,
-            uid: str | None = None) -> int:
-    """Insert a version and its frozen manifest (a split's: the version it was split from,
-    and how; an imported one's: when it was released where it was made, and its global
-    identity there); returns its id."""
+            split_spec: str | None = None, released: float | None = None, *,
+            uid: str) -> int:
+    """Insert version ``uid`` (its global identity) and its frozen manifest (a split's: the
+    version it was split from, and how; an imported one's: when it was released where it was
+    made); returns its id."""
     version_id = inserted_id(conn.execute(
         "INSERT INTO dataset_versions (uid, dataset_id, label, content_hash, n_members,"
         " released, released_by, description, parent_version, split_spec)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (uid or new_uid(), dataset_id, label, content_hash, len(manifest),
-         released or time.time(),
+        (uid, dataset_id, label, content_hash, len(manifest), released or time.time(),
          run_id, description, parent_version, split_spec)))
     conn.executemany(
         "INSERT INTO version_members (version_id, record_id, record_type, checksum)"
